@@ -1,0 +1,67 @@
+#!/bin/sh
+# tools/setup.sh run|test: the two README commands for a fresh Debian 12 machine.
+#
+#   run   install the build dependencies, build Ferry, build (or take from the
+#         cache) the test guest and boot it with `ferryctl run`
+#   test  install the build and test dependencies, build, build the test
+#         guests, and run every test (meson test)
+#
+# Needs root for apt-get (uses sudo when not root). Guest images are cached
+# outside the build tree (tests/guests/build.sh says where).
+set -eu
+
+mode=${1:-}
+case "$mode" in
+    run|test) ;;
+    *) echo "usage: tools/setup.sh run|test" >&2; exit 2 ;;
+esac
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+BUILD_PKGS="gcc pkg-config meson ninja-build binutils libglib2.0-dev libfdt-dev"
+TEST_PKGS="acpica-tools"
+
+install_pkgs() {
+    need=""
+    for p in "$@"; do
+        st=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null || true)
+        [ "$st" = installed ] || need="$need $p"
+    done
+    [ -z "$need" ] && return 0
+    echo "setup: installing$need" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null 2>&1 || {
+        as_root apt-get update -qq >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    }
+}
+
+build() {
+    if [ -f build/build.ninja ]; then
+        meson setup --reconfigure build >/dev/null
+    else
+        meson setup build >/dev/null
+    fi
+    ninja -C build
+}
+
+if [ "$mode" = run ]; then
+    install_pkgs $BUILD_PKGS
+    as_root tests/guests/deps.sh
+    build
+    guests=$(tests/guests/build.sh)
+    exec build/app/ferryctl run --kernel "$guests/x86_64/vmlinuz" \
+        --initrd "$guests/x86_64/initramfs.cpio.gz" \
+        --append "console=ttyS0 guest_mode=shell" -m 512M --smp 2
+fi
+
+install_pkgs $BUILD_PKGS $TEST_PKGS
+as_root tests/guests/deps.sh
+build
+FERRY_GUEST_DIR=$(tests/guests/build.sh)
+export FERRY_GUEST_DIR
+meson test -C build --print-errorlogs
