@@ -1,0 +1,229 @@
+/* ferry-test-proc.c: see ferry-test-proc.h. */
+#include "ferry-test-proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct FerryTestProc {
+    GPid pid;
+    int in_fd, out_fd, err_fd;
+    GString *out, *err;
+    gsize match_end;
+    gboolean exited;
+    int status;
+};
+
+FerryTestProc *
+ferry_test_proc_spawn(const char *const *argv, GError **error)
+{
+    FerryTestProc *p = g_new0(FerryTestProc, 1);
+
+    if (!g_spawn_async_with_pipes(NULL, (char **) argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, NULL, NULL,
+                                  &p->pid, &p->in_fd, &p->out_fd, &p->err_fd, error)) {
+        g_free(p);
+        return NULL;
+    }
+    fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+    p->out = g_string_new(NULL);
+    p->err = g_string_new(NULL);
+    return p;
+}
+
+static void
+drain(int fd, GString *s)
+{
+    char buf[4096];
+    ssize_t n;
+    while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+        g_string_append_len(s, buf, n);
+}
+
+static gboolean
+reap(FerryTestProc *p)
+{
+    if (p->exited)
+        return TRUE;
+    int st;
+    if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+        p->exited = TRUE;
+        p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        drain(p->out_fd, p->out);
+        drain(p->err_fd, p->err);
+        return TRUE;
+    }
+    return FALSE;
+}
+
+/* Reads whatever comes within ms; returns FALSE once the process exited. */
+static gboolean
+pump(FerryTestProc *p, int ms)
+{
+    struct pollfd fds[2] = { { p->out_fd, POLLIN, 0 }, { p->err_fd, POLLIN, 0 } };
+    poll(fds, 2, ms);
+    drain(p->out_fd, p->out);
+    drain(p->err_fd, p->err);
+    return !reap(p);
+}
+
+gboolean
+ferry_test_proc_expect(FerryTestProc *p, const char *text, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+    for (;;) {
+        const char *hit = strstr(p->out->str + p->match_end, text);
+        if (hit) {
+            p->match_end = hit - p->out->str + strlen(text);
+            return TRUE;
+        }
+        if (p->exited || g_get_monotonic_time() > deadline)
+            return FALSE;
+        pump(p, 20);
+    }
+}
+
+void
+ferry_test_proc_write(FerryTestProc *p, const char *text)
+{
+    gsize len = strlen(text);
+    while (len > 0) {
+        ssize_t n = write(p->in_fd, text, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        text += n;
+        len -= n;
+    }
+}
+
+void
+ferry_test_proc_close_stdin(FerryTestProc *p)
+{
+    if (p->in_fd >= 0)
+        close(p->in_fd);
+    p->in_fd = -1;
+}
+
+int
+ferry_test_proc_wait(FerryTestProc *p, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+    while (pump(p, 20)) {
+        if (g_get_monotonic_time() > deadline) {
+            kill(p->pid, SIGKILL);
+            while (pump(p, 20))
+                ;
+            return -1;
+        }
+    }
+    return p->status;
+}
+
+void
+ferry_test_proc_kill(FerryTestProc *p, int sig)
+{
+    if (!p->exited)
+        kill(p->pid, sig);
+}
+
+const char *
+ferry_test_proc_stdout(FerryTestProc *p)
+{
+    return p->out->str;
+}
+
+const char *
+ferry_test_proc_stderr(FerryTestProc *p)
+{
+    return p->err->str;
+}
+
+GPid
+ferry_test_proc_pid(FerryTestProc *p)
+{
+    return p->pid;
+}
+
+void
+ferry_test_proc_free(FerryTestProc *p)
+{
+    if (!p)
+        return;
+    if (!p->exited) {
+        kill(p->pid, SIGKILL);
+        while (pump(p, 20))
+            ;
+    }
+    ferry_test_proc_close_stdin(p);
+    close(p->out_fd);
+    close(p->err_fd);
+    g_spawn_close_pid(p->pid);
+    g_string_free(p->out, TRUE);
+    g_string_free(p->err, TRUE);
+    g_free(p);
+}
+
+int
+ferry_test_run(const char *const *argv, const char *input, guint timeout_ms, char **out, char **err)
+{
+    g_autoptr(GError) error = NULL;
+    FerryTestProc *p = ferry_test_proc_spawn(argv, &error);
+    g_assert_no_error(error);
+    if (input)
+        ferry_test_proc_write(p, input);
+    ferry_test_proc_close_stdin(p);
+    int rc = ferry_test_proc_wait(p, timeout_ms);
+    if (out)
+        *out = g_strdup(p->out->str);
+    if (err)
+        *err = g_strdup(p->err->str);
+    if (g_test_verbose() || rc < 0)
+        g_test_message("%s exited %d\nstdout:\n%s\nstderr:\n%s", argv[0], rc, p->out->str, p->err->str);
+    ferry_test_proc_free(p);
+    return rc;
+}
+
+const char *
+ferry_test_ferryctl(void)
+{
+    const char *p = g_getenv("FERRYCTL");
+    g_assert_nonnull(p);
+    return p;
+}
+
+char *
+ferry_test_micro_guest(const char *name)
+{
+    const char *build = g_getenv("FERRY_BUILD_ROOT");
+    g_assert_nonnull(build);
+    char *path = g_build_filename(build, "tests", "guests", "micro", name, NULL);
+    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
+        g_free(path);
+        return NULL;
+    }
+    return path;
+}
+
+const char *
+ferry_test_kvm_unusable(void)
+{
+    if (access("/dev/kvm", F_OK) < 0)
+        return "/dev/kvm not available: KVM test skipped";
+    if (access("/dev/kvm", R_OK | W_OK) < 0)
+        return "no permission on /dev/kvm (join the kvm group): KVM test skipped";
+    return NULL;
+}
+
+gboolean
+ferry_test_kvm_is_software(void)
+{
+    return g_file_test("/sys/module/kvm_pvm", G_FILE_TEST_EXISTS);
+}
