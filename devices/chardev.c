@@ -214,7 +214,7 @@ on_accept(gint fd, GIOCondition cond, gpointer data)
     if (chr->io_fd >= 0) {
         /* One client at a time; the next may connect when this one leaves. */
         static const char busy[] = "Another client is connected; try again later.\n";
-        (void) !write(c, busy, sizeof(busy) - 1);
+        (void) !send(c, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
         close(c);
         return G_SOURCE_CONTINUE;
     }
@@ -276,7 +276,9 @@ ferry_chardev_write(FerryChardev *chr, const guint8 *data, gsize len)
             chr->out_fn(data, len, chr->out_data);
     } else if (chr->io_fd >= 0) {
         while (len > 0) {
-            ssize_t n = write(chr->io_fd, data, len);
+            /* send() on a socket: a client that went away must not raise SIGPIPE. */
+            ssize_t n = chr->kind == FERRY_CHARDEV_UNIX ? send(chr->io_fd, data, len, MSG_NOSIGNAL)
+                                                        : write(chr->io_fd, data, len);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)

@@ -8,11 +8,6 @@
 
 G_BEGIN_DECLS
 
-#ifndef FERRY_ENGINE_ERROR
-#define FERRY_ENGINE_ERROR (g_quark_from_static_string("ferry-engine-error-quark"))
-#define FERRY_ENGINE_ERROR_INVALID 1
-#endif
-
 #define FERRY_ACPI_MAX_CPUS      1024u
 #define FERRY_ACPI_IOAPIC_ADDR   0xFEC00000u
 #define FERRY_ACPI_LAPIC_ADDR    0xFEE00000u
@@ -54,7 +49,8 @@ typedef struct {
 gboolean ferry_acpi_build(const FerryAcpiConfig *cfg, guint8 *buf, guint64 *rsdp_gpa,
                           GError **error);
 
-/* Bytes ferry_acpi_build() needs for n_cpus, so a machine can size its room. */
+/* Bytes ferry_acpi_build() needs for n_cpus with a 64-byte aligned table_gpa,
+ * so a machine can size its room. */
 gsize ferry_acpi_size(guint n_cpus);
 
 G_END_DECLS

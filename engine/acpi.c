@@ -3,7 +3,7 @@
  * and a DSDT whose AML (§20.2) comes from the small encoder below.
  *
  * Layout inside the caller's region, each table 16-byte aligned (FACS 64):
- *   RSDP | FACS | XSDT | RSDT (region below 4 GiB only) | FADT | MADT | DSDT
+ *   RSDP | FACS | XSDT | FADT | MADT | DSDT | RSDT (only when below 4 GiB)
  * The RSDP comes first so a region at 0xE0000 puts it where the OS scans. */
 #include "acpi-private.h"
 
@@ -139,7 +139,7 @@ static void put_gas_io(GByteArray *b, gsize off, guint16 port, guint8 bit_width,
 static guint aml_pkglen_encode(gsize body, guint8 out[4])
 {
     guint n;
-    gsize total;
+    gsize total = 0;
 
     if (body + 1 <= 0x3F) {
         out[0] = (guint8)(body + 1);

@@ -9,11 +9,6 @@
 
 G_BEGIN_DECLS
 
-#ifndef FERRY_ENGINE_ERROR
-#define FERRY_ENGINE_ERROR (g_quark_from_static_string("ferry-engine-error-quark"))
-#define FERRY_ENGINE_ERROR_INVALID 1
-#endif
-
 /* Guest-physical layout of the pc machine. RAM [0, min(ram, 3 GiB)) sits at
  * host offset 0 of the RAM block; the rest at 4 GiB, host offset 3 GiB. */
 #define FERRY_X86_LOW_RAM_MAX    G_GUINT64_CONSTANT(0xC0000000)   /* 3 GiB: MMIO hole above */

@@ -389,10 +389,11 @@ static uint64_t f_to_int(const Fmt *f, uint64_t a, int bits, gboolean is_signed,
     int e;
     unpack(f, a, &m, &e);
     uint64_t q;
-    gboolean inexact = FALSE;
+    gboolean inexact = FALSE, big = FALSE;
     if (e >= 0) {
         if ((63 - __builtin_clzll(m)) + e >= 64) {
-            q = ~0ULL;   /* too large for anything: saturate below */
+            q = ~0ULL;
+            big = TRUE;   /* >= 2^64: out of range for every format */
             goto range;
         }
         q = m << e;
@@ -405,24 +406,24 @@ static uint64_t f_to_int(const Fmt *f, uint64_t a, int bits, gboolean is_signed,
     }
 range:
     if (is_signed) {
-        if (!sign && q > smax) {
+        if (!sign && (big || q > smax)) {
             *flags |= RV_FFLAG_NV;
             result = smax;
             goto out;
         }
-        if (sign && q > (uint64_t)0 - smin) {
+        if (sign && (big || q > (uint64_t)0 - smin)) {
             *flags |= RV_FFLAG_NV;
             result = smin;
             goto out;
         }
         result = sign ? (uint64_t)0 - q : q;
     } else {
-        if (sign && q) {
+        if (sign && (big || q)) {
             *flags |= RV_FFLAG_NV;
             result = 0;
             goto out;
         }
-        if (q > umax) {
+        if (big || q > umax) {
             *flags |= RV_FFLAG_NV;
             result = umax;
             goto out;

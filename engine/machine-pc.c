@@ -212,14 +212,10 @@ pc_load(FerryVm *vm, GError **error)
         FerryX86BootParams bp = {
             .kernel = k, .kernel_len = klen, .initrd = i, .initrd_len = ilen,
             .cmdline = c->cmdline, .ram_size = pc->ram_size, .rsdp_gpa = rsdp,
+            .kernel_name = c->kernel_path,
         };
-        GError *local = NULL;
-        if (!ferry_x86_boot_load(&bp, pc->ram, &vm->x86_entry, &local)) {
-            g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "%s: %s", c->kernel_path, local->message);
-            g_error_free(local);
+        if (!ferry_x86_boot_load(&bp, pc->ram, &vm->x86_entry, error))
             return FALSE;
-        }
         vm->have_x86_entry = TRUE;
     }
     return TRUE;

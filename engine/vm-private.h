@@ -91,6 +91,11 @@ struct FerryVm {
      * (machine load() fills it; the accelerator applies it). */
     gboolean have_x86_entry;
     FerryX86EntryState x86_entry;
+
+    /* riscv: every hart starts at rv_entry in M mode with a0 = hartid,
+     * a1 = rv_fdt, a2 = rv_dyninfo (OpenSBI fw_dynamic); rv_next_addr is
+     * where the firmware goes on (the kernel). Filled by the machine's load(). */
+    guint64 rv_entry, rv_fdt, rv_dyninfo, rv_next_addr;
 };
 
 /* ---- engine-internal API (vm.c) ---- */
@@ -119,7 +124,9 @@ char **ferry_monitor_split(const char *line);
 
 /* The known machines and accelerators. */
 extern const FerryMachineOps ferry_machine_pc;
+extern const FerryMachineOps ferry_machine_riscv_virt;
 extern const FerryAccelOps ferry_accel_kvm;
+extern const FerryAccelOps ferry_accel_soft;
 
 /* machine-pc.c: the firmware image for the accelerator's ROM slot. */
 const guint8 *ferry_machine_pc_get_bios(FerryVm *vm, gsize *size);

@@ -699,16 +699,25 @@ ferry_vm_new(const FerryVmConfig *config, GMainContext *context,
 
     if (!validate(config, error))
         return NULL;
-    if (config->arch != FERRY_ARCH_X86_64) {
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Architecture %s is not supported by this build of Ferry yet",
-                    ferry_arch_to_string(config->arch));
-        return NULL;
-    }
-    if (config->accel == FERRY_ACCEL_SOFTCPU) {
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "x86_64 guests run on KVM only: choose the KVM accelerator");
-        return NULL;
+    const FerryMachineOps *machine_ops;
+    const FerryAccelOps *accel_ops;
+    if (config->arch == FERRY_ARCH_X86_64) {
+        if (config->accel == FERRY_ACCEL_SOFTCPU) {
+            g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                        "x86_64 guests run on KVM only: choose the KVM accelerator");
+            return NULL;
+        }
+        machine_ops = &ferry_machine_pc;
+        accel_ops = &ferry_accel_kvm;
+    } else {
+        if (config->accel == FERRY_ACCEL_KVM) {
+            g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                        "riscv64 guests run on Ferry's software CPU: KVM runs only guests "
+                        "of this host's own architecture");
+            return NULL;
+        }
+        machine_ops = &ferry_machine_riscv_virt;
+        accel_ops = &ferry_accel_soft;
     }
 
     FerryVm *vm = g_new0(FerryVm, 1);
@@ -723,8 +732,8 @@ ferry_vm_new(const FerryVmConfig *config, GMainContext *context,
     g_mutex_init(&vm->serial_lock);
     vm->serial_pending = g_byte_array_new();
     vm->monitor_line = g_string_new(NULL);
-    vm->machine_ops = &ferry_machine_pc;
-    vm->accel_ops = &ferry_accel_kvm;
+    vm->machine_ops = machine_ops;
+    vm->accel_ops = accel_ops;
     vm->platform.request = platform_request;
     vm->platform.opaque = vm;
     return vm;
