@@ -411,6 +411,8 @@ print_usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+    /* A closed terminal or pipe is noticed by write(); it must not kill the VM. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;

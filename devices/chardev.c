@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -204,6 +205,18 @@ on_io(gint fd, GIOCondition cond, gpointer data)
 }
 
 static gboolean
+client_hung_up(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+    if (poll(&p, 1, 0) <= 0)
+        return FALSE;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR))
+        return TRUE;
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static gboolean
 on_accept(gint fd, GIOCondition cond, gpointer data)
 {
     FerryChardev *chr = data;
@@ -211,6 +224,11 @@ on_accept(gint fd, GIOCondition cond, gpointer data)
 
     if (c < 0)
         return G_SOURCE_CONTINUE;
+    if (chr->io_fd >= 0 && client_hung_up(chr->io_fd)) {
+        /* The previous client left and we have not read its EOF yet. */
+        drop_source(&chr->io_src);
+        client_gone(chr);
+    }
     if (chr->io_fd >= 0) {
         /* One client at a time; the next may connect when this one leaves. */
         static const char busy[] = "Another client is connected; try again later.\n";

@@ -133,6 +133,24 @@ vm_ref(FerryVm *vm)
     return vm;
 }
 
+/* Frees what the VM holds outside this struct (RAM, devices, sockets).
+ * Called once no engine or vCPU thread runs: from ferry_vm_free(), so a
+ * socket path is gone when it returns, or from the last unref. */
+static void
+teardown(FerryVm *vm)
+{
+    if (vm->accel_ops && vm->accel) {
+        vm->accel_ops->destroy(vm);
+        vm->accel = NULL;
+    }
+    if (vm->machine_ops && vm->machine_ops->destroy)
+        vm->machine_ops->destroy(vm);
+    g_clear_pointer(&vm->serial_chr, ferry_chardev_free);
+    g_clear_pointer(&vm->monitor_chr, ferry_chardev_free);
+    g_clear_pointer(&vm->io_bus, ferry_bus_free);
+    g_clear_pointer(&vm->mmio_bus, ferry_bus_free);
+}
+
 static void
 vm_unref(gpointer data)
 {
@@ -140,12 +158,7 @@ vm_unref(gpointer data)
 
     if (!g_atomic_int_dec_and_test(&vm->ref))
         return;
-    ferry_chardev_free(vm->serial_chr);
-    ferry_chardev_free(vm->monitor_chr);
-    if (vm->machine_ops && vm->machine_ops->destroy)
-        vm->machine_ops->destroy(vm);
-    ferry_bus_free(vm->io_bus);
-    ferry_bus_free(vm->mmio_bus);
+    teardown(vm);
     if (vm->monitor_line)
         g_string_free(vm->monitor_line, TRUE);
     g_byte_array_unref(vm->serial_pending);
@@ -842,9 +855,7 @@ ferry_vm_free(FerryVm *vm)
         g_thread_join(vm->engine_thread);
         vm->engine_thread = NULL;
         vm_unref(vm);       /* the engine thread's reference */
-    } else if (vm->accel) {
-        vm->accel_ops->destroy(vm);
-        vm->accel = NULL;
     }
+    teardown(vm);
     vm_unref(vm);
 }

@@ -79,6 +79,7 @@ struct FerryVirtioDevice {
     /* Set by the transport when it takes the device. `lock` is the lock
      * MMIO/PIO accesses run under (FerryDevice.lock of the transport);
      * until then it is a lock of the device's own. */
+    const char *id;             /* for log lines: "virtio-mmio@10001000" */
     const FerryGuestMemory *mem;
     GMutex *lock;
     const FerryVirtioTransportOps *transport;
@@ -171,9 +172,10 @@ gsize ferry_virtq_chain_write(const FerryVirtqChain *chain, gsize offset, const 
 /* ---- For transports --------------------------------------------------------
  * Called with the device lock held. */
 
-/* Binds the device to a transport (sets mem, lock and the callbacks). */
-void ferry_virtio_attach(FerryVirtioDevice *vdev, const FerryGuestMemory *mem, GMutex *lock,
-                         const FerryVirtioTransportOps *ops, void *opaque);
+/* Binds the device to a transport (sets id, mem, lock and the callbacks;
+ * id and mem must outlive the device). */
+void ferry_virtio_attach(FerryVirtioDevice *vdev, const char *id, const FerryGuestMemory *mem,
+                         GMutex *lock, const FerryVirtioTransportOps *ops, void *opaque);
 /* 32 feature bits of word `sel` (0 or 1; others read 0). */
 guint32 ferry_virtio_get_host_features(FerryVirtioDevice *vdev, guint sel);
 guint32 ferry_virtio_get_driver_features(FerryVirtioDevice *vdev, guint sel);

@@ -19,12 +19,21 @@ struct FerryTestProc {
     int status;
 };
 
+#include <sys/prctl.h>
+
+/* A test that aborts must not leave a VM running. */
+static void
+die_with_parent(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 FerryTestProc *
 ferry_test_proc_spawn(const char *const *argv, GError **error)
 {
     FerryTestProc *p = g_new0(FerryTestProc, 1);
 
-    if (!g_spawn_async_with_pipes(NULL, (char **) argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, NULL, NULL,
+    if (!g_spawn_async_with_pipes(NULL, (char **) argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, die_with_parent, NULL,
                                   &p->pid, &p->in_fd, &p->out_fd, &p->err_fd, error)) {
         g_free(p);
         return NULL;
@@ -226,4 +235,99 @@ gboolean
 ferry_test_kvm_is_software(void)
 {
     return g_file_test("/sys/module/kvm_pvm", G_FILE_TEST_EXISTS);
+}
+
+char *
+ferry_test_guest_file(const char *relpath)
+{
+    const char *dir = g_getenv("FERRY_GUEST_DIR");
+    char *path = dir ? g_build_filename(dir, relpath, NULL) : NULL;
+
+    if (path && g_file_test(path, G_FILE_TEST_EXISTS))
+        return path;
+    g_autofree char *msg = g_strdup_printf("test guest %s not built (FERRY_GUEST_DIR=%s): "
+                                           "run tools/setup.sh test", relpath, dir ? dir : "unset");
+    g_free(path);
+    if (g_getenv("CI"))
+        g_test_fail_printf("%s", msg);
+    else
+        g_test_skip(msg);
+    return NULL;
+}
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct FerryTestMonitor {
+    int fd;
+    GString *buf;
+};
+
+static gboolean
+monitor_read_until_prompt(FerryTestMonitor *m, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+    while (!g_str_has_suffix(m->buf->str, "(ferry) ")) {
+        struct pollfd pfd = { m->fd, POLLIN, 0 };
+        if (g_get_monotonic_time() > deadline)
+            return FALSE;
+        if (poll(&pfd, 1, 50) > 0) {
+            char tmp[4096];
+            ssize_t n = read(m->fd, tmp, sizeof(tmp));
+            if (n <= 0)
+                return FALSE;
+            g_string_append_len(m->buf, tmp, n);
+        }
+    }
+    return TRUE;
+}
+
+FerryTestMonitor *
+ferry_test_monitor_connect(const char *path, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+            FerryTestMonitor *m = g_new0(FerryTestMonitor, 1);
+            m->fd = fd;
+            m->buf = g_string_new(NULL);
+            if (!monitor_read_until_prompt(m, timeout_ms)) {
+                g_test_message("monitor at %s: no prompt; got '%s' (%s)", path, m->buf->str, g_strerror(errno));
+                ferry_test_monitor_free(m);
+                return NULL;
+            }
+            g_string_truncate(m->buf, 0);
+            return m;
+        }
+        close(fd);
+        if (g_get_monotonic_time() > deadline)
+            return NULL;
+        g_usleep(20000);
+    }
+}
+
+char *
+ferry_test_monitor_cmd(FerryTestMonitor *m, const char *line, guint timeout_ms)
+{
+    g_autofree char *l = g_strdup_printf("%s\n", line);
+    if (send(m->fd, l, strlen(l), MSG_NOSIGNAL) < 0)
+        return NULL;
+    g_string_truncate(m->buf, 0);
+    if (!monitor_read_until_prompt(m, timeout_ms))
+        return NULL;
+    g_string_truncate(m->buf, m->buf->len - strlen("(ferry) "));
+    return g_strdup(m->buf->str);
+}
+
+void
+ferry_test_monitor_free(FerryTestMonitor *m)
+{
+    if (!m)
+        return;
+    close(m->fd);
+    g_string_free(m->buf, TRUE);
+    g_free(m);
 }

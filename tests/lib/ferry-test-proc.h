@@ -35,3 +35,15 @@ char *ferry_test_micro_guest(const char *name);
 const char *ferry_test_kvm_unusable(void);
 /* A software KVM (kvm_pvm) cannot run a stock Linux kernel. */
 gboolean ferry_test_kvm_is_software(void);
+
+/* The test guests built by tests/guests/build.sh ($FERRY_GUEST_DIR):
+ * a file in it, or NULL after marking the test skipped (or failed under CI,
+ * where the guests must be there). */
+char *ferry_test_guest_file(const char *relpath);
+
+/* A monitor client on a unix socket: sends a line, returns the reply up to
+ * the next prompt (caller frees). NULL on timeout. */
+typedef struct FerryTestMonitor FerryTestMonitor;
+FerryTestMonitor *ferry_test_monitor_connect(const char *path, guint timeout_ms);
+char             *ferry_test_monitor_cmd(FerryTestMonitor *m, const char *line, guint timeout_ms);
+void              ferry_test_monitor_free(FerryTestMonitor *m);
