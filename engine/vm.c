@@ -558,8 +558,12 @@ run_monitor_call(gpointer data)
     ev->reply = c->reply;
     ev->reply_data = c->reply_data;
     post_event(c->vm, ev);
-    if (quit)
-        ferry_vm_do_stop(c->vm, FERRY_VM_STOP_QUIT);
+    if (quit) {
+        if (c->vm->loop)
+            ferry_vm_do_stop(c->vm, FERRY_VM_STOP_QUIT);
+        else
+            ferry_vm_send_simple(c->vm, FERRY_VM_CMD_STOP);     /* never started */
+    }
     return G_SOURCE_REMOVE;
 }
 
@@ -580,8 +584,8 @@ ferry_vm_monitor_command(FerryVm *vm, const char *line, FerryMonitorReply reply,
     c->line = g_strdup(line);
     c->reply = reply;
     c->reply_data = user_data;
-    if (ferry_vm_state_locked_get(vm) == FERRY_VM_STATE_CREATED || !vm->ctx) {
-        /* No engine thread yet: answer from here, the state is simple. */
+    if (!vm->ctx) {
+        /* Not started, so no engine thread: answer from here. */
         run_monitor_call(c);
         free_monitor_call(c);
         return;

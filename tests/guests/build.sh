@@ -26,7 +26,7 @@ RV_CROSS=riscv64-linux-gnu-
 # Modules the x86_64 init loads (Debian builds them as modules); dependencies
 # are added from modules.dep.
 X86_MODULES="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console
-  virtio_input virtio-rng evdev button ext4"
+  virtio_input virtio-rng evdev button crc32c_generic crc32c-intel ext4"
 
 log() { echo "build.sh: $*" >&2; }
 die() { echo "build.sh: error: $*" >&2; exit 1; }
@@ -53,10 +53,6 @@ done
 
 # ---------------------------------------------------------------- versions
 installed_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo none; }
-candidate_ver() {
-    apt-cache show --no-all-versions "$1" 2>/dev/null | sed -n 's/^Version: //p' | head -n1
-}
-
 V_LINUX_SRC=$(installed_ver linux-source-6.1)
 V_RV_GCC="$(installed_ver gcc-riscv64-linux-gnu)/$(${RV_CROSS}gcc -dumpfullversion)"
 V_RV_BINUTILS=$(installed_ver binutils-riscv64-linux-gnu)
@@ -64,14 +60,20 @@ V_RV_LIBC=$(installed_ver libc6-dev-riscv64-cross)
 V_BUSYBOX_SRC=$(apt-get source --print-uris -qq busybox 2>/dev/null \
                 | sed -n "s/^'[^']*' busybox_\([^ ]*\)\.dsc .*/\1/p" | head -n1)
 [ -n "$V_BUSYBOX_SRC" ] || die "apt-get source busybox: no source package (run tests/guests/deps.sh as root)"
-X86_KPKG=$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null \
-           | sed -n 's/^Depends: .*\(linux-image-6\.1[^ ,]*-amd64\).*/\1/p' | head -n1)
-[ -n "$X86_KPKG" ] || die "cannot resolve linux-image-amd64 to a linux-image-6.1*-amd64 package"
-V_X86_KERNEL=$(candidate_ver "$X86_KPKG")
-V_BUSYBOX_STATIC=$(candidate_ver busybox-static)
-V_OPENSBI=$(candidate_ver opensbi)
-[ -n "$V_X86_KERNEL" ] && [ -n "$V_BUSYBOX_STATIC" ] && [ -n "$V_OPENSBI" ] \
-    || die "apt-cache has no candidate for $X86_KPKG, busybox-static or opensbi"
+# One apt-cache call (each costs ~0.5 s): linux-image-amd64's Depends names
+# the versioned kernel package with its exact version.
+APT_SHOW=$(apt-cache show --no-all-versions linux-image-amd64 busybox-static opensbi 2>/dev/null || true)
+show_field() { # PACKAGE FIELD
+    awk -v p="$1" -v f="$2:" '$1 == "Package:" { cur = $2 } cur == p && $1 == f { sub(/^[^:]*: /, ""); print; exit }' <<<"$APT_SHOW"
+}
+read -r X86_KPKG V_X86_KERNEL < <(show_field linux-image-amd64 Depends \
+    | sed -n 's/.*\(linux-image-6\.1[^ ,]*-amd64\) (= \([^)]*\)).*/\1 \2/p') || true
+V_BUSYBOX_STATIC=$(show_field busybox-static Version)
+V_OPENSBI=$(show_field opensbi Version)
+[ -n "${X86_KPKG:-}" ] && [ -n "${V_X86_KERNEL:-}" ] \
+    || die "cannot resolve linux-image-amd64 to a linux-image-6.1*-amd64 package and version"
+[ -n "$V_BUSYBOX_STATIC" ] && [ -n "$V_OPENSBI" ] \
+    || die "apt-cache knows no busybox-static or opensbi (run tests/guests/deps.sh as root)"
 
 recipe() { declare -f "$@" | sha; }
 filehash() { cat "$@" | sha; }

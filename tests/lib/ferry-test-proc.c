@@ -98,6 +98,18 @@ ferry_test_proc_expect(FerryTestProc *p, const char *text, guint timeout_ms)
     }
 }
 
+gboolean
+ferry_test_proc_expect_stderr(FerryTestProc *p, const char *text, guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+    while (!strstr(p->err->str, text)) {
+        if (p->exited || g_get_monotonic_time() > deadline)
+            return FALSE;
+        pump(p, 20);
+    }
+    return TRUE;
+}
+
 void
 ferry_test_proc_write(FerryTestProc *p, const char *text)
 {

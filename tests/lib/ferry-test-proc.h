@@ -12,6 +12,8 @@ FerryTestProc *ferry_test_proc_spawn(const char *const *argv, GError **error);
  * the previous match when from_last), reading as it goes. FALSE on timeout or
  * exit without it. */
 gboolean ferry_test_proc_expect(FerryTestProc *p, const char *text, guint timeout_ms);
+/* The same for stderr (all of it so far). */
+gboolean ferry_test_proc_expect_stderr(FerryTestProc *p, const char *text, guint timeout_ms);
 void     ferry_test_proc_write(FerryTestProc *p, const char *text);
 void     ferry_test_proc_close_stdin(FerryTestProc *p);
 /* Waits for the exit; returns the exit code, 128+N for a signal, or -1 on

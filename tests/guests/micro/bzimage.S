@@ -97,7 +97,28 @@ rm_poweroff:
         mov     $PM1A_CNT_DEFAULT, %dx
         mov     $SLP_EN, %ax
         out     %ax, %dx
-        mov     $DEBUG_EXIT_PORT, %dx
+        /* ~110 ms (two PIT wraps) for an asynchronous power-off to win */
+        mov     $0x34, %al
+        out     %al, $0x43
+        xor     %al, %al
+        out     %al, $0x40
+        out     %al, $0x40
+        mov     $2, %bx                 /* wraps to wait for */
+        mov     $0xFFFF, %si            /* previous count */
+        mov     $0xFFFF, %cx            /* bound */
+2:      xor     %al, %al
+        out     %al, $0x43
+        in      $0x40, %al
+        mov     %al, %ah
+        in      $0x40, %al
+        xchg    %al, %ah                /* ax = count */
+        cmp     %si, %ax
+        mov     %ax, %si
+        jbe     3f
+        dec     %bx                     /* count went up: wrapped */
+        jz      4f
+3:      loop    2b
+4:      mov     $DEBUG_EXIT_PORT, %dx
         xor     %al, %al
         out     %al, %dx
 1:      hlt

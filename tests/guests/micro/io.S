@@ -3,7 +3,8 @@
  * exit-cost benchmark.
  *
  * Build-time knobs (as --defsym NAME=value):
- *   IO_ROUNDS   rounds of the functional test (default 1000)
+ *   IO_ROUNDS   port rounds per access width (default 1000)
+ *   MMIO_ROUNDS MMIO rounds per access width (default IO_ROUNDS)
  *   TEST_PORT   unassigned I/O port (default 0x0500)
  *   TEST_MMIO   unassigned MMIO address below 4 GiB (default 0xFEB00000)
  *   BENCH_ITERS iterations of each benchmark loop; 0 (default) = no benchmark
@@ -13,7 +14,8 @@
  *   MMIO_READ=0x........  MMIO_READ8=0x..  MMIO_READ16=0x....
  *   MMIO_READ64=0x................
  *   IO_MISMATCH=<reads that differed from the first read of the same kind>
- *   IO_ROUNDS=<rounds done>
+ *   IO_ROUNDS=<port rounds per width>  MMIO_ROUNDS=<MMIO rounds per width>
+ * (each round: one write, then one read of the same width)
  * and with BENCH_ITERS > 0, after the functional part:
  *   BENCH-PIO-START / BENCH-PIO-END      (ITERS x (outb + inb) on TEST_PORT)
  *   BENCH-PIO-RESULT iters=<n> exits=<2n> ns=<total> ns_per_exit=<x>
@@ -24,6 +26,9 @@
  */
         .ifndef IO_ROUNDS
         .equ IO_ROUNDS, 1000
+        .endif
+        .ifndef MMIO_ROUNDS
+        .equ MMIO_ROUNDS, IO_ROUNDS
         .endif
         .ifndef TEST_PORT
         .equ TEST_PORT, 0x0500
@@ -111,7 +116,7 @@ main:
         /* MMIO: 32-bit store then loads of every width */
         mov     $TEST_MMIO, %edi
         mov     $-1, %rbx
-        mov     $IO_ROUNDS, %r12d
+        mov     $MMIO_ROUNDS, %r12d
 4:      mov     %r12d, (%rdi)
         mov     (%rdi), %eax
         call    note_value
@@ -124,7 +129,7 @@ main:
         call    newline
 
         mov     $-1, %rbx
-        mov     $IO_ROUNDS, %r12d
+        mov     $MMIO_ROUNDS, %r12d
 5:      movb    %r12b, 1(%rdi)
         movzbl  1(%rdi), %eax
         call    note_value
@@ -137,7 +142,7 @@ main:
         call    newline
 
         mov     $-1, %rbx
-        mov     $IO_ROUNDS, %r12d
+        mov     $MMIO_ROUNDS, %r12d
 6:      movw    %r12w, 2(%rdi)
         movzwl  2(%rdi), %eax
         call    note_value
@@ -152,7 +157,7 @@ main:
         /* 64-bit: the first read decides, so compare all reads with it
            (a -1 sentinel would collide with all ones) */
         mov     8(%rdi), %rbx
-        mov     $IO_ROUNDS, %r12d
+        mov     $MMIO_ROUNDS, %r12d
 7:      mov     %r12, 8(%rdi)
         mov     8(%rdi), %rax
         cmp     %rax, %rbx
@@ -172,6 +177,10 @@ main:
         call    newline
         PRINT   "IO_ROUNDS="
         mov     $IO_ROUNDS, %eax
+        call    put_dec
+        call    newline
+        PRINT   "MMIO_ROUNDS="
+        mov     $MMIO_ROUNDS, %eax
         call    put_dec
         call    newline
 
