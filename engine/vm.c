@@ -23,6 +23,21 @@ ferry_vm_config_init(FerryVmConfig *config)
     config->serial = FERRY_SERIAL_EVENT;
 }
 
+static void
+drive_copy(FerryDriveConfig *to, const FerryDriveConfig *from)
+{
+    to->path = g_strdup(from->path);
+    to->format = g_strdup(from->format);
+    to->readonly = from->readonly;
+}
+
+static void
+drive_clear(FerryDriveConfig *d)
+{
+    g_clear_pointer(&d->path, g_free);
+    g_clear_pointer(&d->format, g_free);
+}
+
 FerryVmConfig *
 ferry_vm_config_copy(const FerryVmConfig *c)
 {
@@ -34,6 +49,12 @@ ferry_vm_config_copy(const FerryVmConfig *c)
     n->serial_path = g_strdup(c->serial_path);
     n->monitor_path = g_strdup(c->monitor_path);
     n->kvm_device = g_strdup(c->kvm_device);
+    n->data_dir = g_strdup(c->data_dir);
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        drive_copy(&n->disks[i], &c->disks[i]);
+    for (guint i = 0; i < FERRY_MAX_FLOPPIES; i++)
+        drive_copy(&n->floppies[i], &c->floppies[i]);
+    drive_copy(&n->cdrom, &c->cdrom);
     return n;
 }
 
@@ -47,6 +68,12 @@ ferry_vm_config_clear(FerryVmConfig *c)
     g_clear_pointer(&c->serial_path, g_free);
     g_clear_pointer(&c->monitor_path, g_free);
     g_clear_pointer(&c->kvm_device, g_free);
+    g_clear_pointer(&c->data_dir, g_free);
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        drive_clear(&c->disks[i]);
+    for (guint i = 0; i < FERRY_MAX_FLOPPIES; i++)
+        drive_clear(&c->floppies[i]);
+    drive_clear(&c->cdrom);
 }
 
 void
@@ -702,6 +729,27 @@ validate(const FerryVmConfig *c, GError **error)
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
                     "A unix socket serial port needs a path");
         return FALSE;
+    }
+    for (guint i = 0; i < FERRY_MAX_FLOPPIES; i++) {
+        if (c->floppies[i].path) {
+            g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                        "Floppy drives are not emulated by this version of Ferry yet: remove %s",
+                        c->floppies[i].path);
+            return FALSE;
+        }
+    }
+    if (c->cdrom.path) {
+        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                    "CD-ROM drives are not emulated by this version of Ferry yet: remove %s", c->cdrom.path);
+        return FALSE;
+    }
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
+        if (c->disks[i].path) {
+            g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                        "Hard disks are not emulated by this version of Ferry yet: remove %s",
+                        c->disks[i].path);
+            return FALSE;
+        }
     }
     return check_file("firmware", c->bios_path, error) &&
            check_file("kernel", c->kernel_path, error) &&

@@ -26,6 +26,16 @@ typedef enum {
     FERRY_SERIAL_UNIX,          /* listen at serial_path */
 } FerrySerialKind;
 
+/* One drive: a disk image file. */
+typedef struct {
+    char *path;                 /* NULL: the slot is empty */
+    char *format;               /* "raw", "qcow2", or NULL to probe the file */
+    gboolean readonly;
+} FerryDriveConfig;
+
+#define FERRY_MAX_DISKS     4   /* hda..hdd: vda..vdd in the guest, in order */
+#define FERRY_MAX_FLOPPIES  2
+
 /* Host limits the engine enforces (and the UI offers). */
 #define FERRY_MAX_CPUS      1024
 #define FERRY_MIN_MEMORY    (2ULL << 20)
@@ -44,6 +54,17 @@ typedef struct {
     FerrySerialKind serial;
     char *serial_path;          /* FERRY_SERIAL_UNIX */
     char *monitor_path;         /* listen for the text monitor here (unix socket), or NULL */
+
+    FerryDriveConfig disks[FERRY_MAX_DISKS];
+    FerryDriveConfig floppies[FERRY_MAX_FLOPPIES];
+    FerryDriveConfig cdrom;
+    /* Snapshot mode: every guest write goes to a temporary qcow2 overlay
+     * above each writable disk, committed or discarded later. */
+    gboolean snapshot;
+    /* Where the VM keeps its own files (snapshot overlays): a stored VM's
+     * $XDG_DATA_HOME/ferry/vms/<uuid>/; NULL for a one-off run (a private
+     * temporary folder, removed when the run ends cleanly). */
+    char *data_dir;
 
     gboolean no_reboot;         /* a guest reset (or triple fault) stops the VM instead */
     char *kvm_device;           /* NULL: /dev/kvm */
