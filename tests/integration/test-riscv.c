@@ -144,6 +144,29 @@ test_linux_reboot(void)
     ferry_test_proc_free(p);
 }
 
+/* A bare S-mode program as a raw binary (loaded at RAM + 2 MiB) and as an
+ * ELF: OpenSBI hands over hart id and device tree, SBI SRST powers off. */
+static void
+test_bare_kernel(gconstpointer data)
+{
+    g_autofree char *path = g_build_filename(g_getenv("FERRY_BUILD_ROOT"), "tests", "guests",
+                                             "rv-micro", data, NULL);
+    if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
+        g_autofree char *msg = g_strdup_printf("%s not built: install the riscv64 cross binutils "
+                                               "(tests/guests/deps.sh) and reconfigure", path);
+        if (g_getenv("CI"))
+            g_test_fail_printf("%s", msg);
+        else
+            g_test_skip(msg);
+        return;
+    }
+    const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
+                           "--kernel", path, NULL };
+    g_autofree char *out = NULL;
+    g_assert_cmpint(ferry_test_run(argv, NULL, 30000, &out, NULL), ==, 0);
+    g_assert_nonnull(strstr(out, "RV-S-MODE hart=0x0000000000000000 fdt=0x"));
+}
+
 static void
 test_bad_files(void)
 {
@@ -170,6 +193,8 @@ main(int argc, char **argv)
     g_test_add_data_func("/riscv/opensbi/banner-4-harts", GUINT_TO_POINTER(4), test_opensbi_banner);
     g_test_add_func("/riscv/monitor", test_monitor);
     g_test_add_func("/riscv/bad-files", test_bad_files);
+    g_test_add_data_func("/riscv/kernel/raw-s-mode", "hello-s.bin", test_bare_kernel);
+    g_test_add_data_func("/riscv/kernel/elf", "hello-s.elf", test_bare_kernel);
     g_test_add_data_func("/riscv/linux/boot-1-hart", GUINT_TO_POINTER(1), test_linux_boot);
     g_test_add_data_func("/riscv/linux/boot-4-harts", GUINT_TO_POINTER(4), test_linux_boot);
     g_test_add_func("/riscv/linux/reboot", test_linux_reboot);
