@@ -15,6 +15,8 @@
 
 #include "../devices/uart-16550.h"
 #include "../devices/riscv-devices.h"
+#include "../devices/virtio/mmio.h"
+#include "../devices/virtio/input.h"
 
 #include <errno.h>
 #include <string.h>
@@ -48,9 +50,15 @@ typedef struct {
     guint64 ram_size;
     GBytes *firmware, *kernel, *initrd;
     char *firmware_path;
-    guint n_virtio;               /* virtio-mmio slots in use (described in the FDT) */
-    void (*power_button)(FerryVm *vm);
+    guint n_virtio;               /* virtio-mmio slots described in the FDT */
+    FerryIrq virtio_irq[VIRTIO_SLOTS];
+    FerryDevice *virtio[VIRTIO_SLOTS];
+    FerryVirtioDevice *power_button;   /* virtio-input in the last slot, owned by its transport */
 } Virt;
+
+/* Slots 0..3 take the hard disks (vda..vdd, the guest probes in address
+ * order); the power button sits in the last slot. */
+#define POWER_BUTTON_SLOT (VIRTIO_SLOTS - 1)
 
 static void
 hart_line_set(FerryIrq *irq, gboolean level)
@@ -152,6 +160,17 @@ virt_build(FerryVm *vm, GError **error)
     v->plic = ferry_plic_new(2 * n, v->ctx_out);
     ferry_plic_irq_init(v->plic, &v->uart_irq, UART_IRQ);
     v->uart = ferry_uart_16550_new("uart0", vm->serial_chr, &v->uart_irq, 0);
+    for (guint i = 0; i < VIRTIO_SLOTS; i++) {
+        g_autofree char *id = g_strdup_printf("virtio-mmio@%" G_GINT64_MODIFIER "x", (guint64) (VIRTIO_BASE + 0x1000ULL * i));
+        FerryVirtioDevice *backend = NULL;
+        if (i == POWER_BUTTON_SLOT)
+            backend = v->power_button = ferry_virtio_input_new();
+        ferry_plic_irq_init(v->plic, &v->virtio_irq[i], 1 + i);
+        v->virtio[i] = ferry_virtio_mmio_new(id, backend, &v->virtio_irq[i], &vm->mem);
+        if (!map_device(vm->mmio_bus, VIRTIO_BASE + 0x1000ULL * i, FERRY_VIRTIO_MMIO_SIZE, v->virtio[i], error))
+            return FALSE;
+    }
+    v->n_virtio = VIRTIO_SLOTS;
     if (!map_device(vm->mmio_bus, TEST_BASE, 0x1000, v->test, error) ||
         !map_device(vm->mmio_bus, CLINT_BASE, FERRY_CLINT_SIZE, v->clint, error) ||
         !map_device(vm->mmio_bus, PLIC_BASE, FERRY_PLIC_SIZE, v->plic, error) ||
@@ -495,6 +514,8 @@ virt_reset_devices(FerryVm *vm)
     ferry_device_reset(v->clint);
     ferry_device_reset(v->plic);
     ferry_device_reset(v->uart);
+    for (guint i = 0; i < VIRTIO_SLOTS; i++)
+        ferry_device_reset(v->virtio[i]);
     /* A reset machine starts from clean RAM, like after power-on: a
      * stale kernel must not be mistaken for the new one. */
     memset(v->ram, 0, v->ram_size);
@@ -505,8 +526,9 @@ static void
 virt_power_button(FerryVm *vm)
 {
     Virt *v = vm->machine;
-    if (v->power_button)
-        v->power_button(vm);
+    /* A press and a release of KEY_POWER, like a laptop's button. */
+    ferry_virtio_input_send_key(v->power_button, FERRY_INPUT_KEY_POWER, TRUE);
+    ferry_virtio_input_send_key(v->power_button, FERRY_INPUT_KEY_POWER, FALSE);
 }
 
 static void
@@ -515,6 +537,8 @@ virt_destroy(FerryVm *vm)
     Virt *v = vm->machine;
     if (!v)
         return;
+    for (guint i = 0; i < VIRTIO_SLOTS; i++)
+        ferry_device_free(v->virtio[i]);
     ferry_device_free(v->uart);
     ferry_device_free(v->plic);
     ferry_device_free(v->clint);

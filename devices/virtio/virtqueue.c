@@ -152,7 +152,7 @@ ferry_virtq_free(FerryVirtq *vq)
 static void
 disable_locked(FerryVirtq *vq)
 {
-    vq->ready = FALSE;
+    __atomic_store_n(&vq->ready, FALSE, __ATOMIC_RELEASE);
     vq->desc = vq->avail = vq->used = NULL;
     vq->generation++;
 }
@@ -255,7 +255,7 @@ ferry_virtq_enable(FerryVirtq *vq)
         vq->used = used;
         vq->last_avail = vq->used_idx = vq->signalled_used = 0;
         vq->generation++;
-        vq->ready = TRUE;
+        __atomic_store_n(&vq->ready, TRUE, __ATOMIC_RELEASE);
     }
     g_mutex_unlock(&vq->lock);
     return ok;
