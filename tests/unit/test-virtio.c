@@ -1083,15 +1083,16 @@ test_hostile_fuzz(void)
         /* Random descriptors pointing mostly near or into RAM. */
         for (guint i = 0; i < 16; i++) {
             guint64 addr;
-            switch (g_test_rand_int_range(0, 4)) {
-            case 0: addr = RAM_GPA + g_test_rand_int_range(0, RAM_SIZE); break;
+            switch (g_test_rand_int_range(0, 6)) {
+            case 0: case 4: case 5: addr = RAM_GPA + g_test_rand_int_range(0, RAM_SIZE - 128); break;
             case 1: addr = TABLE_GPA + 16 * g_test_rand_int_range(0, 8); break;
             case 2: addr = RAM_GPA + RAM_SIZE - g_test_rand_int_range(0, 64); break;
             default: addr = ((guint64) g_test_rand_int() << 32) | g_test_rand_int(); break;
             }
-            guint32 len = g_test_rand_bit() ? g_test_rand_int_range(0, 128) : g_test_rand_int();
-            set_desc(g, g->q[0].desc, i, addr, len, g_test_rand_int_range(0, 8),
-                     g_test_rand_int_range(0, 20));
+            guint32 len = g_test_rand_int_range(0, 8) ? g_test_rand_int_range(0, 128) : g_test_rand_int();
+            guint16 flags = g_test_rand_int_range(0, 4) ? g_test_rand_int_range(0, 4)
+                                                        : g_test_rand_int_range(0, 8);
+            set_desc(g, g->q[0].desc, i, addr, len, flags, g_test_rand_int_range(0, 20));
             set_desc(g, TABLE_GPA, i % 8, RAM_GPA + g_test_rand_int_range(0, RAM_SIZE),
                      g_test_rand_int_range(0, 64), g_test_rand_int_range(0, 8),
                      g_test_rand_int_range(0, 10));
