@@ -45,7 +45,7 @@ run_logged() {
 # ---------------------------------------------------------------- prerequisites
 missing=""
 for t in ${RV_CROSS}gcc ${RV_CROSS}readelf make gcc bc flex bison cpio gzip \
-         dpkg-deb dpkg-source apt-get depmod flock; do
+         xz sha256sum dpkg-deb dpkg-source apt-get depmod flock; do
     command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
 done
 [ -e /usr/src/linux-source-6.1.tar.xz ] || missing="$missing /usr/src/linux-source-6.1.tar.xz"
@@ -76,17 +76,26 @@ V_OPENSBI=$(show_field opensbi Version)
     || die "apt-cache knows no busybox-static or opensbi (run tests/guests/deps.sh as root)"
 
 recipe() { declare -f "$@" | sha; }
-filehash() { cat "$@" | sha; }
 
 mkdir -p "$CACHE/parts"
 
 # ---------------------------------------------------------------- part machinery
 # part DEST FUNC: unless DEST exists, run FUNC OUT WORK in a fresh temporary
 # directory (OUT to fill, WORK to work in) and rename OUT to DEST.
+# A part is built in a background job with its own process group (set -m), so
+# that a signal to build.sh stops the whole build at once, not after it.
 WORKDIRS=()
+CHILD=
 cleanup() { local d; for d in "${WORKDIRS[@]}"; do rm -rf "$d"; done; }
+on_signal() {
+    if [ -n "$CHILD" ]; then
+        kill -TERM -- "-$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
+    exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap on_signal INT TERM HUP
 
 part() {
     local dest=$1 func=$2 name=${1##*/}
@@ -97,7 +106,15 @@ part() {
     mkdir "$tmp/out" "$tmp/work"
     log "building $name (log: $tmp/work/build.log)"
     local t0=$SECONDS
-    (cd "$tmp/work" && "$func" "$tmp/out" "$tmp/work") || die "building $name failed"
+    # Not "( ... ) || die": bash would then ignore set -e inside FUNC.
+    local rc=0
+    set -m
+    (set -e; cd "$tmp/work"; "$func" "$tmp/out" "$tmp/work") </dev/null 9>&- &
+    CHILD=$!
+    set +m
+    wait "$CHILD" || rc=$?
+    CHILD=
+    [ "$rc" = 0 ] || die "building $name failed (see the log above)"
     mv -T "$tmp/out" "$dest" || die "cannot move $name into the cache"
     rm -rf "$tmp"
     log "built $name in $((SECONDS - t0)) s"
@@ -240,8 +257,7 @@ make_initramfs() {
     mkdir -p "$stage/etc/acpi/PWRF" "$stage/selftests"
     cp "$HERE/init" "$stage/init"
     cp "$HERE"/selftests/* "$stage/selftests/"
-    printf '#!/bin/sh\n# busybox acpid runs this on KEY_POWER (see /init).\necho GUEST-POWERBUTTON >/dev/console\necho GUEST-POWEROFF >/dev/console\nsync\npoweroff -f\n' \
-        >"$stage/etc/acpi/PWRF/00000080"
+    cp "$HERE/power-button" "$stage/etc/acpi/PWRF/00000080"
     chmod 755 "$stage/init" "$stage"/selftests/* "$stage/etc/acpi/PWRF/00000080"
     chmod 755 "$stage/bin/busybox"
     ln -sf busybox "$stage/bin/sh"
@@ -260,7 +276,9 @@ make_initramfs() {
             fi
         done
     } >"$spec"
-    "$P_RV_KERNEL/gen_init_cpio" "$spec" | gzip -9n >"$dest"
+    # Fixed timestamps: the same inputs give the same archive.
+    find "$stage" -exec touch -h -d @1 {} +
+    "$P_RV_KERNEL/gen_init_cpio" -t 1 "$spec" | gzip -9n >"$dest"
 }
 
 build_final() {
@@ -301,9 +319,10 @@ P_RV_OPENSBI=$CACHE/parts/rv-opensbi-$( { echo "$V_OPENSBI"; recipe build_rv_ope
 P_X86_KERNEL=$CACHE/parts/x86-kernel-$( { echo "$X86_KPKG $V_X86_KERNEL $X86_MODULES"
     recipe build_x86_kernel run_logged; } | sha)
 P_X86_BUSYBOX=$CACHE/parts/x86-busybox-$( { echo "$V_BUSYBOX_STATIC"; recipe build_x86_busybox run_logged; } | sha)
-FINAL=$CACHE/guests-$( { echo "$P_RV_KERNEL $P_RV_BUSYBOX $P_RV_OPENSBI $P_X86_KERNEL $P_X86_BUSYBOX"
+FINAL=$CACHE/guests-$( { for p in "$P_RV_KERNEL" "$P_RV_BUSYBOX" "$P_RV_OPENSBI" "$P_X86_KERNEL" "$P_X86_BUSYBOX"; do
+        echo "${p##*/}"; done
     recipe build_final make_initramfs
-    cd "$HERE" && for f in init selftests/*; do echo "$f"; cat "$f"; done; } | sha)
+    cd "$HERE" && for f in init power-button selftests/*; do echo "$f"; cat "$f"; done; } | sha)
 
 if [ ! -d "$FINAL" ]; then
     # One builder at a time; whoever waited finds the entry built.

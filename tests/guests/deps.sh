@@ -10,7 +10,7 @@ BUILD_PKGS="make gcc libc6-dev bc flex bison perl libssl-dev libelf-dev cpio
   gzip xz-utils dpkg-dev kmod ca-certificates
   gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu libc6-dev-riscv64-cross
   linux-source-6.1"
-VALIDATE_PKGS="qemu-system-misc qemu-system-x86 qemu-utils opensbi"
+VALIDATE_PKGS="qemu-system-misc qemu-system-x86 qemu-utils opensbi socat"
 
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--validate" ] && pkgs="$pkgs $VALIDATE_PKGS"
@@ -41,33 +41,38 @@ fi
 # For every bookworm* "deb" suite apt knows, make sure a matching "deb-src"
 # exists; otherwise write one file mirroring the deb entries' URIs and suites.
 SRC_FILE=/etc/apt/sources.list.d/ferry-deb-src.sources
-targets=$(apt-get indextargets --format '$(TARGET_OF)|$(IDENTIFIER)|$(REPO_URI)|$(RELEASE)|$(COMPONENT)' 2>/dev/null | sort -u)
-missing=""
-for t in $(echo "$targets" | awk -F'|' '$1=="deb" && $2=="Packages" && $4 ~ /^bookworm/ {print $3"|"$4"|"$5}'); do
-    if ! echo "$targets" | grep -qF "deb-src|Sources|$t"; then
-        missing="$missing $t"
-    fi
-done
-if [ -n "$missing" ] && [ ! -e "$SRC_FILE" ]; then
-    log "adding deb-src entries in $SRC_FILE"
-    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    {
-        echo "# Added by ferry tests/guests/deps.sh: source packages for the test guests."
-        for t in $missing; do
-            uri=${t%%|*}; rest=${t#*|}; suite=${rest%%|*}; comp=${rest#*|}
-            echo "Types: deb-src"
-            echo "URIs: $uri"
-            echo "Suites: $suite"
-            echo "Components: $comp"
-            [ -r "$keyring" ] && echo "Signed-By: $keyring"
-            echo
-        done
-    } >"$SRC_FILE.tmp"
-    mv "$SRC_FILE.tmp" "$SRC_FILE"
-    updated=0
+find_missing() {
+    local targets t
+    targets=$(apt-get indextargets --format '$(TARGET_OF)|$(IDENTIFIER)|$(REPO_URI)|$(RELEASE)|$(COMPONENT)' 2>/dev/null | sort -u)
+    missing=""
+    for t in $(echo "$targets" | awk -F'|' '$1=="deb" && $2=="Packages" && $4 ~ /^bookworm/ {print $3"|"$4"|"$5}'); do
+        echo "$targets" | grep -qF "deb-src|Sources|$t" || missing="$missing $t"
+    done
+}
+find_missing
+if [ -n "$missing" ] && [ $updated = 0 ]; then
+    # Maybe configured but never fetched.
     apt_update
-elif [ -n "$missing" ]; then
-    # Our file exists but apt has not read it yet.
+    find_missing
+fi
+if [ -n "$missing" ]; then
+    if [ ! -e "$SRC_FILE" ]; then
+        log "adding deb-src entries in $SRC_FILE"
+        keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+        {
+            echo "# Added by ferry tests/guests/deps.sh: source packages for the test guests."
+            for t in $missing; do
+                uri=${t%%|*}; rest=${t#*|}; suite=${rest%%|*}; comp=${rest#*|}
+                echo "Types: deb-src"
+                echo "URIs: $uri"
+                echo "Suites: $suite"
+                echo "Components: $comp"
+                [ -r "$keyring" ] && echo "Signed-By: $keyring"
+                echo
+            done
+        } >"$SRC_FILE.tmp"
+        mv "$SRC_FILE.tmp" "$SRC_FILE"
+    fi
     updated=0
     apt_update
 fi
