@@ -6,6 +6,8 @@
  * VM was stopped by an error; 2 bad command line, file or host (nothing
  * ran); 128+N killed by signal N. */
 #include "ferryctl-run.h"
+#include "ferryctl-img.h"
+#include "ferryctl-vm.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -58,6 +60,8 @@ cmd_run(int argc, char **argv)
     FerryVmConfig config;
     gboolean serial_on_stdio = FALSE, monitor_on_stdio = FALSE;
 
+    if (ferryctl_vm_run_names_vm(argc, argv))
+        return ferryctl_vm_run(argc, argv);     /* `ferryctl run NAME`: a VM of the library */
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_set_summary(ctx, "Serial on stdio: Ctrl-A x quits, Ctrl-A c switches to the monitor.");
     if (!g_option_context_parse(ctx, &argc, &argv, &error))
@@ -120,7 +124,16 @@ typedef struct {
 } Subcommand;
 
 static const Subcommand subcommands[] = {
-    { "run", "start a virtual machine in this process", cmd_run },
+    { "run", "start a virtual machine in this process (from flags, or NAME from the library)", cmd_run },
+    { "img", "create, inspect, check, convert and commit disk images (as qemu-img)", ferryctl_img_main },
+    { "create", "add a VM to the library", ferryctl_vm_create },
+    { "list", "list the VMs in the library (--json)", ferryctl_vm_list },
+    { "show", "show a VM's settings", ferryctl_vm_show },
+    { "edit", "change a VM's settings (KEY=VALUE...)", ferryctl_vm_edit },
+    { "clone", "copy a VM", ferryctl_vm_clone },
+    { "delete", "remove a VM and the images Ferry created for it", ferryctl_vm_delete },
+    { "export", "write a VM as a libvirt domain XML (--libvirt)", ferryctl_vm_export },
+    { "import", "add a VM from a libvirt domain XML", ferryctl_vm_import },
 };
 
 static void

@@ -23,8 +23,9 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-BUILD_PKGS="gcc pkg-config meson ninja-build binutils libglib2.0-dev libfdt-dev"
-TEST_PKGS="acpica-tools"
+BUILD_PKGS="gcc pkg-config meson ninja-build binutils gettext libglib2.0-dev libfdt-dev libsqlite3-dev
+  zlib1g-dev libzstd-dev libgtk-3-dev libvte-2.91-dev desktop-file-utils appstream opensbi"
+TEST_PKGS="acpica-tools libvirt-clients qemu-utils xvfb xauth imagemagick util-linux"
 
 install_pkgs() {
     need=""

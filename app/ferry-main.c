@@ -1,0 +1,18 @@
+/* ferry-main.c: the Ferry desktop app. */
+#include "ferry-application.h"
+
+#include <glib/gi18n.h>
+#include <locale.h>
+
+int
+main(int argc, char **argv)
+{
+    setlocale(LC_ALL, "");
+    bindtextdomain(GETTEXT_PACKAGE, FERRY_LOCALEDIR);
+    bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
+    textdomain(GETTEXT_PACKAGE);
+    g_set_application_name(_("Ferry"));
+
+    g_autoptr(FerryApplication) app = ferry_application_new();
+    return g_application_run(G_APPLICATION(app), argc, argv);
+}

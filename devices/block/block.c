@@ -1,0 +1,1010 @@
+/* block.c: the block layer's core: opening images (explicit format or
+ * probing an ordered driver list), QEMU-compatible image locks, the one
+ * request path every driver completes through, and the helpers the drivers
+ * and tools share (iovecs, files, commit). */
+#include "block-private.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK(ferry-block-error-quark, ferry_block_error)
+
+/* Probing order: the first driver whose probe accepts the file's head. Raw
+ * accepts anything, so it comes last. */
+static const FerryBlockDriver *const drivers[] = {
+    &ferry_block_qcow2,
+    &ferry_block_raw,
+};
+
+#define WORKER_THREADS 4
+
+/* ---- iovecs -------------------------------------------------------------- */
+
+gsize
+ferry_iov_size(const struct iovec *iov, int niov)
+{
+    gsize n = 0;
+    for (int i = 0; i < niov; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+/* Calls fn on each piece of [offset, offset + len) of iov. */
+static void
+iov_walk(const struct iovec *iov, int niov, gsize offset, gsize len,
+         void (*fn)(void *iov_base, gsize n, gsize done, gpointer data), gpointer data)
+{
+    gsize done = 0;
+    for (int i = 0; i < niov && done < len; i++) {
+        if (offset >= iov[i].iov_len) {
+            offset -= iov[i].iov_len;
+            continue;
+        }
+        gsize n = MIN(iov[i].iov_len - offset, len - done);
+        fn((guint8 *) iov[i].iov_base + offset, n, done, data);
+        done += n;
+        offset = 0;
+    }
+}
+
+static void
+copy_in(void *base, gsize n, gsize done, gpointer data)
+{
+    memcpy(base, (const guint8 *) data + done, n);
+}
+
+static void
+copy_out(void *base, gsize n, gsize done, gpointer data)
+{
+    memcpy((guint8 *) data + done, base, n);
+}
+
+void
+ferry_iov_from_buf(const struct iovec *iov, int niov, gsize offset, const void *buf, gsize len)
+{
+    iov_walk(iov, niov, offset, len, copy_in, (gpointer) buf);
+}
+
+void
+ferry_iov_to_buf(const struct iovec *iov, int niov, gsize offset, void *buf, gsize len)
+{
+    iov_walk(iov, niov, offset, len, copy_out, buf);
+}
+
+static void
+fill(void *base, gsize n, gsize done, gpointer data)
+{
+    memset(base, GPOINTER_TO_INT(data), n);
+}
+
+void
+ferry_iov_memset(const struct iovec *iov, int niov, gsize offset, int c, gsize len)
+{
+    iov_walk(iov, niov, offset, len, fill, GINT_TO_POINTER(c));
+}
+
+int
+ferry_iov_slice(const struct iovec *iov, int niov, gsize offset, gsize len, struct iovec **out)
+{
+    struct iovec *v = g_new(struct iovec, MAX(niov, 1));
+    int n = 0;
+    gsize done = 0;
+    for (int i = 0; i < niov && done < len; i++) {
+        if (offset >= iov[i].iov_len) {
+            offset -= iov[i].iov_len;
+            continue;
+        }
+        gsize k = MIN(iov[i].iov_len - offset, len - done);
+        v[n].iov_base = (guint8 *) iov[i].iov_base + offset;
+        v[n].iov_len = k;
+        n++;
+        done += k;
+        offset = 0;
+    }
+    *out = v;
+    return n;
+}
+
+/* ---- files ----------------------------------------------------------------- */
+
+/* Transfers all of iov, in IOV_MAX pieces, retrying on EINTR and short
+ * transfers. A read that meets the end of the file zero-fills the rest. */
+static int
+file_rw(int fd, const struct iovec *iov, int niov, guint64 offset, gboolean write)
+{
+    gsize total = ferry_iov_size(iov, niov), done = 0;
+    while (done < total) {
+        g_autofree struct iovec *v = NULL;
+        int n = ferry_iov_slice(iov, niov, done, total - done, &v);
+        ssize_t r = write ? pwritev(fd, v, MIN(n, IOV_MAX), offset + done)
+                          : preadv(fd, v, MIN(n, IOV_MAX), offset + done);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0) {
+            if (write)
+                return -EIO;
+            ferry_iov_memset(iov, niov, done, 0, total - done);
+            return 0;
+        }
+        done += r;
+    }
+    return 0;
+}
+
+int
+ferry_file_preadv(int fd, const struct iovec *iov, int niov, guint64 offset)
+{
+    return file_rw(fd, iov, niov, offset, FALSE);
+}
+
+int
+ferry_file_pwritev(int fd, const struct iovec *iov, int niov, guint64 offset)
+{
+    return file_rw(fd, iov, niov, offset, TRUE);
+}
+
+int
+ferry_file_pread(int fd, void *buf, gsize len, guint64 offset)
+{
+    struct iovec v = { buf, len };
+    return file_rw(fd, &v, 1, offset, FALSE);
+}
+
+int
+ferry_file_pwrite(int fd, const void *buf, gsize len, guint64 offset)
+{
+    struct iovec v = { (void *) buf, len };
+    return file_rw(fd, &v, 1, offset, TRUE);
+}
+
+int
+ferry_file_sync(int fd)
+{
+    while (fdatasync(fd) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+int
+ferry_file_write_zeroes(int fd, guint64 offset, guint64 len, gboolean punch)
+{
+    if (len == 0)
+        return 0;
+    if (punch && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len) == 0)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE, offset, len) == 0)
+        return 0;
+    if (errno == ENOSPC)
+        return -ENOSPC;
+    static const guint8 zeros[65536];
+    while (len) {
+        gsize n = MIN(len, sizeof(zeros));
+        int r = ferry_file_pwrite(fd, zeros, n, offset);
+        if (r < 0)
+            return r;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+void
+ferry_file_set_error(GError **error, int err, const char *filename, const char *what)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_NO_SPACE,
+                    "Cannot %s %s: the disk holding it is full. Free some space and try again.",
+                    what, filename);
+        break;
+    case EFBIG:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_NO_SPACE,
+                    "Cannot %s %s: the file would be larger than this file system or your "
+                    "limits allow.", what, filename);
+        break;
+    case ENOENT:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
+                    "Cannot %s %s: no such file. Check the path.", what, filename);
+        break;
+    case EACCES:
+    case EPERM:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
+                    "Cannot %s %s: permission denied. Check the file's permissions or open it "
+                    "read-only.", what, filename);
+        break;
+    case EROFS:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
+                    "Cannot %s %s: it is on a read-only file system. Open it read-only.",
+                    what, filename);
+        break;
+    case EISDIR:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
+                    "Cannot %s %s: it is a folder, not a disk image.", what, filename);
+        break;
+    default:
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_FAILED,
+                    "Cannot %s %s: %s.", what, filename, g_strerror(err));
+        break;
+    }
+}
+
+/* ---- image locks -------------------------------------------------------------
+ * QEMU's scheme (its file-posix driver), so Ferry and QEMU see each other:
+ * an open file description holds a shared OFD lock on byte 100 + p for each
+ * permission p it uses and on byte 200 + p for each it refuses to share;
+ * permissions are 0 consistent read, 1 write, 2 write unchanged, 3 resize.
+ * It conflicts when another description holds 200 + p for a p it uses, or
+ * 100 + p for a p it refuses. Observed with Debian's qemu-io 7.2: a writer
+ * locks 100, 101, 103, 201, 203; a read-only user 100, 201, 203. Ferry does
+ * the same: readers share with readers, nobody shares with a writer. */
+
+enum { PERM_READ = 0, PERM_WRITE = 1, PERM_RESIZE = 3 };
+#define LOCK_PERM_BASE   100
+#define LOCK_SHARED_BASE 200
+
+static int
+ofd_lock(int fd, int cmd, short type, off_t byte, struct flock *out)
+{
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    int r = fcntl(fd, cmd, &fl);
+    if (out)
+        *out = fl;
+    return r < 0 ? -errno : 0;
+}
+
+/* Another process holding a lock on this file: its pid and name, from
+ * /proc/PID/fdinfo (OFD locks carry no pid of their own). */
+static char *
+find_lock_holder(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return NULL;
+    g_autoptr(GDir) proc = g_dir_open("/proc", 0, NULL);
+    if (!proc)
+        return NULL;
+    const char *name;
+    while ((name = g_dir_read_name(proc))) {
+        char *end;
+        long pid = strtol(name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid())
+            continue;
+        g_autofree char *fddir = g_strdup_printf("/proc/%ld/fd", pid);
+        g_autoptr(GDir) fds = g_dir_open(fddir, 0, NULL);
+        if (!fds)
+            continue;
+        const char *f;
+        while ((f = g_dir_read_name(fds))) {
+            g_autofree char *link = g_build_filename(fddir, f, NULL);
+            struct stat fst;
+            if (stat(link, &fst) < 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino)
+                continue;
+            g_autofree char *info_path = g_strdup_printf("/proc/%ld/fdinfo/%s", pid, f);
+            g_autofree char *info = NULL;
+            if (!g_file_get_contents(info_path, &info, NULL, NULL) || !strstr(info, "lock:"))
+                continue;
+            g_autofree char *comm_path = g_strdup_printf("/proc/%ld/comm", pid);
+            g_autofree char *comm = NULL;
+            if (g_file_get_contents(comm_path, &comm, NULL, NULL))
+                return g_strdup_printf("pid %ld: %s", pid, g_strstrip(comm));
+            return g_strdup_printf("pid %ld", pid);
+        }
+    }
+    return NULL;
+}
+
+gboolean
+ferry_block_lock_fd(int fd, const char *filename, gboolean writable, GError **error)
+{
+    static const int used_rw[] = { PERM_READ, PERM_WRITE, PERM_RESIZE };
+    static const int used_ro[] = { PERM_READ };
+    static const int refused[] = { PERM_WRITE, PERM_RESIZE };
+    const int *used = writable ? used_rw : used_ro;
+    guint n_used = writable ? G_N_ELEMENTS(used_rw) : G_N_ELEMENTS(used_ro);
+    int r = 0;
+
+    for (guint i = 0; i < n_used && !r; i++)
+        r = ofd_lock(fd, F_OFD_SETLK, F_RDLCK, LOCK_PERM_BASE + used[i], NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(refused) && !r; i++)
+        r = ofd_lock(fd, F_OFD_SETLK, F_RDLCK, LOCK_SHARED_BASE + refused[i], NULL);
+    if (r == -EINVAL || r == -ENOSYS || r == -ENOLCK || r == -EOPNOTSUPP) {
+        /* A file system without locks (some network ones): go on unlocked,
+         * as QEMU does. */
+        g_message("%s: file locks are not supported here (%s): not locking the image",
+                  filename, g_strerror(-r));
+        return TRUE;
+    }
+
+    gboolean busy = r == -EAGAIN || r == -EACCES;
+    for (guint i = 0; i < n_used && !busy && !r; i++) {
+        struct flock fl;
+        r = ofd_lock(fd, F_OFD_GETLK, F_WRLCK, LOCK_SHARED_BASE + used[i], &fl);
+        busy = !r && fl.l_type != F_UNLCK;
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(refused) && !busy && !r; i++) {
+        struct flock fl;
+        r = ofd_lock(fd, F_OFD_GETLK, F_WRLCK, LOCK_PERM_BASE + refused[i], &fl);
+        busy = !r && fl.l_type != F_UNLCK;
+    }
+    if (busy) {
+        g_autofree char *holder = find_lock_holder(fd);
+        ferry_block_unlock_fd(fd);
+        if (holder)
+            g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED,
+                        "%s is in use by another program (%s): close it first.",
+                        filename, holder);
+        else
+            g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED,
+                        "%s is in use by another program: close it first.", filename);
+        return FALSE;
+    }
+    if (r) {
+        ferry_block_unlock_fd(fd);
+        ferry_file_set_error(error, r, filename, "lock");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void
+ferry_block_unlock_fd(int fd)
+{
+    struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM_BASE,
+                        .l_len = LOCK_SHARED_BASE + 100 - LOCK_PERM_BASE };
+    fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+void
+ferry_block_lock_downgrade(int fd)
+{
+    /* What a writer holds minus write and resize is what a reader holds. */
+    ofd_lock(fd, F_OFD_SETLK, F_UNLCK, LOCK_PERM_BASE + PERM_WRITE, NULL);
+    ofd_lock(fd, F_OFD_SETLK, F_UNLCK, LOCK_PERM_BASE + PERM_RESIZE, NULL);
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+static const FerryBlockDriver *
+driver_by_name(const char *format)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(drivers); i++)
+        if (!strcmp(drivers[i]->format, format))
+            return drivers[i];
+    return NULL;
+}
+
+static FerryBlock *
+block_new(const FerryBlockDriver *drv, const char *filename, int fd, FerryBlockFlags flags)
+{
+    FerryBlock *bs = g_new0(FerryBlock, 1);
+    bs->drv = drv;
+    bs->filename = g_strdup(filename);
+    bs->fd = fd;
+    bs->flags = flags;
+    g_mutex_init(&bs->mutex);
+    g_cond_init(&bs->cond);
+    return bs;
+}
+
+static void
+block_free(FerryBlock *bs)
+{
+    if (bs->fd >= 0)
+        close(bs->fd);      /* releases the OFD locks */
+    g_free(bs->filename);
+    g_free(bs->last_error);
+    g_mutex_clear(&bs->mutex);
+    g_cond_clear(&bs->cond);
+    g_free(bs);
+}
+
+FerryBlock *
+ferry_block_new_virtual(const FerryBlockDriver *drv, const char *filename, FerryBlockFlags flags)
+{
+    return block_new(drv, filename, -1, flags);
+}
+
+FerryBlock *
+ferry_block_open_child(const char *filename, const char *format, FerryBlockFlags flags,
+                       FerryBlock *parent, GError **error)
+{
+    g_return_val_if_fail(filename != NULL, NULL);
+    gboolean ro = (flags & FERRY_BLOCK_READ_ONLY) != 0;
+    const FerryBlockDriver *drv = NULL;
+
+    if (format && !(drv = driver_by_name(format))) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
+                    "Cannot open %s: unknown image format '%s'. Use raw or qcow2.",
+                    filename, format);
+        return NULL;
+    }
+    guint depth = parent ? parent->depth + 1 : 0;
+    if (depth > FERRY_BLOCK_MAX_CHAIN) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
+                    "Cannot open %s: the backing-file chain is more than %d images deep. "
+                    "Flatten it with 'ferryctl img convert'.", filename, FERRY_BLOCK_MAX_CHAIN);
+        return NULL;
+    }
+
+    int fd = open(filename, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        ferry_file_set_error(error, errno, filename, "open");
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+        ferry_file_set_error(error, S_ISDIR(st.st_mode) ? EISDIR : errno, filename, "open");
+        close(fd);
+        return NULL;
+    }
+    for (FerryBlock *p = parent; p; p = p->parent) {
+        struct stat pst;
+        if (p->fd >= 0 && fstat(p->fd, &pst) == 0 &&
+            pst.st_dev == st.st_dev && pst.st_ino == st.st_ino) {
+            g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
+                        "Cannot open %s: its backing-file chain loops back to %s. Fix the "
+                        "chain with 'qemu-img rebase'.", parent->filename, filename);
+            close(fd);
+            return NULL;
+        }
+    }
+    if (!(flags & FERRY_BLOCK_NO_LOCK) && !ferry_block_lock_fd(fd, filename, !ro, error)) {
+        close(fd);
+        return NULL;
+    }
+    if (!drv) {
+        guint8 head[4096];
+        int r = ferry_file_pread(fd, head, sizeof(head), 0);
+        if (r < 0) {
+            ferry_file_set_error(error, r, filename, "read");
+            close(fd);
+            return NULL;
+        }
+        for (guint i = 0; i < G_N_ELEMENTS(drivers) && !drv; i++)
+            if (drivers[i]->probe && drivers[i]->probe(head, sizeof(head)))
+                drv = drivers[i];
+        g_assert(drv);
+    }
+
+    FerryBlock *bs = block_new(drv, filename, fd, flags);
+    bs->parent = parent;
+    bs->depth = depth;
+    if (!drv->open(bs, fd, flags, error)) {
+        block_free(bs);
+        return NULL;
+    }
+    bs->parent = NULL;
+    return bs;
+}
+
+FerryBlock *
+ferry_block_open(const char *filename, const char *format, FerryBlockFlags flags, GError **error)
+{
+    return ferry_block_open_child(filename, format, flags, NULL, error);
+}
+
+void
+ferry_block_close(FerryBlock *bs)
+{
+    if (!bs)
+        return;
+    ferry_block_drain(bs);
+    if (bs->pool)
+        g_thread_pool_free(bs->pool, FALSE, TRUE);
+    if (bs->drv->close)
+        bs->drv->close(bs);
+    ferry_block_close(bs->backing);
+    block_free(bs);
+}
+
+void
+ferry_block_set_size(FerryBlock *bs, guint64 size)
+{
+    bs->size = size;
+}
+
+FerryBlock *
+ferry_block_swap_backing(FerryBlock *bs, FerryBlock *backing)
+{
+    FerryBlock *old = bs->backing;
+    bs->backing = backing;
+    return old;
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+int
+ferry_block_report(FerryBlock *bs, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_mutex_lock(&bs->mutex);
+    guint64 n = ++bs->error_count;
+    g_free(bs->last_error);
+    bs->last_error = msg;
+    /* A guest can hammer a broken image: log the first few, then rarely. */
+    if (n <= 5 || n % 10000 == 0)
+        g_message("%s: %s", bs->filename, msg);
+    g_mutex_unlock(&bs->mutex);
+    return -EIO;
+}
+
+char *
+ferry_block_last_error(FerryBlock *bs)
+{
+    g_mutex_lock(&bs->mutex);
+    char *s = g_strdup(bs->last_error);
+    g_mutex_unlock(&bs->mutex);
+    return s;
+}
+
+void
+ferry_block_req_complete(FerryBlockReq *req, int result)
+{
+    FerryBlock *bs = req->bs;
+    req->done(req, result);
+    g_mutex_lock(&bs->mutex);
+    bs->inflight--;
+    g_cond_broadcast(&bs->cond);
+    g_mutex_unlock(&bs->mutex);
+}
+
+/* 0 when req may run, else the result to complete it with at once. */
+static int
+check_req(FerryBlock *bs, FerryBlockReq *req)
+{
+    switch (req->op) {
+    case FERRY_BLOCK_OP_READ:
+    case FERRY_BLOCK_OP_WRITE:
+        req->length = ferry_iov_size(req->iov, req->niov);
+        break;
+    case FERRY_BLOCK_OP_FLUSH:
+        return 0;
+    case FERRY_BLOCK_OP_DISCARD:
+    case FERRY_BLOCK_OP_WRITE_ZEROES:
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (req->offset > bs->size || req->length > bs->size - req->offset)
+        return -EINVAL;
+    if (req->op != FERRY_BLOCK_OP_READ && (bs->flags & FERRY_BLOCK_READ_ONLY))
+        return -EROFS;
+    return 0;
+}
+
+/* Runs req in this thread. queued: it was counted in flight (and queued)
+ * by ferry_block_submit_async. */
+static void
+run_req(FerryBlock *bs, FerryBlockReq *req, gboolean queued)
+{
+    g_mutex_lock(&bs->mutex);
+    while (bs->quiesce)
+        g_cond_wait(&bs->cond, &bs->mutex);
+    if (queued)
+        bs->queued--;
+    else
+        bs->inflight++;
+    g_mutex_unlock(&bs->mutex);
+
+    int r = check_req(bs, req);
+    if (r == 0 && (req->length || req->op == FERRY_BLOCK_OP_FLUSH))
+        r = bs->drv->submit(bs, req);
+    if (r != FERRY_BLOCK_REQ_IN_PROGRESS)
+        ferry_block_req_complete(req, r);
+}
+
+void
+ferry_block_submit(FerryBlock *bs, FerryBlockReq *req)
+{
+    g_return_if_fail(bs != NULL && req != NULL && req->done != NULL);
+    req->bs = bs;
+    run_req(bs, req, FALSE);
+}
+
+static void
+worker(gpointer data, gpointer user_data)
+{
+    run_req(user_data, data, TRUE);
+}
+
+void
+ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req)
+{
+    g_return_if_fail(bs != NULL && req != NULL && req->done != NULL);
+    req->bs = bs;
+    g_mutex_lock(&bs->mutex);
+    if (!bs->pool)
+        bs->pool = g_thread_pool_new(worker, bs, WORKER_THREADS, FALSE, NULL);
+    /* In flight from now on, so drain waits for it; queued, so quiesce does
+     * not (it waits in run_req until the quiesce ends). */
+    bs->inflight++;
+    bs->queued++;
+    g_mutex_unlock(&bs->mutex);
+    g_thread_pool_push(bs->pool, req, NULL);
+}
+
+void
+ferry_block_drain(FerryBlock *bs)
+{
+    g_mutex_lock(&bs->mutex);
+    while (bs->inflight)
+        g_cond_wait(&bs->cond, &bs->mutex);
+    g_mutex_unlock(&bs->mutex);
+}
+
+void
+ferry_block_quiesce_begin(FerryBlock *bs)
+{
+    g_mutex_lock(&bs->mutex);
+    bs->quiesce++;
+    while (bs->inflight > bs->queued)
+        g_cond_wait(&bs->cond, &bs->mutex);
+    g_mutex_unlock(&bs->mutex);
+}
+
+void
+ferry_block_quiesce_end(FerryBlock *bs)
+{
+    g_mutex_lock(&bs->mutex);
+    bs->quiesce--;
+    g_cond_broadcast(&bs->cond);
+    g_mutex_unlock(&bs->mutex);
+}
+
+/* ---- synchronous helpers ----------------------------------------------------- */
+
+typedef struct {
+    FerryBlockReq req;
+    GMutex mutex;
+    GCond cond;
+    gboolean finished;
+    int result;
+} SyncReq;
+
+static void
+sync_done(FerryBlockReq *req, int result)
+{
+    SyncReq *s = (SyncReq *) req;
+    g_mutex_lock(&s->mutex);
+    s->result = result;
+    s->finished = TRUE;
+    g_cond_signal(&s->cond);
+    g_mutex_unlock(&s->mutex);
+}
+
+static int
+sync_run(FerryBlock *bs, FerryBlockOp op, guint64 offset, guint64 length,
+         const struct iovec *iov, int niov)
+{
+    SyncReq s = { .req = { .op = op, .offset = offset, .length = length, .iov = iov,
+                           .niov = niov, .done = sync_done } };
+    g_mutex_init(&s.mutex);
+    g_cond_init(&s.cond);
+    ferry_block_submit(bs, &s.req);
+    g_mutex_lock(&s.mutex);
+    while (!s.finished)
+        g_cond_wait(&s.cond, &s.mutex);
+    g_mutex_unlock(&s.mutex);
+    g_mutex_clear(&s.mutex);
+    g_cond_clear(&s.cond);
+    return s.result;
+}
+
+void
+ferry_block_set_errno_error(FerryBlock *bs, GError **error, int result, const char *what)
+{
+    if (result == -EIO) {
+        g_autofree char *why = ferry_block_last_error(bs);
+        if (why) {
+            g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
+                        "Cannot %s %s: %s", what, bs->filename, why);
+            return;
+        }
+    }
+    if (result == -EINVAL) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
+                    "Cannot %s %s: the range is outside the disk (%" G_GUINT64_FORMAT " bytes).",
+                    what, bs->filename, bs->size);
+        return;
+    }
+    if (result == -EROFS) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
+                    "Cannot %s %s: the image is open read-only.", what, bs->filename);
+        return;
+    }
+    ferry_file_set_error(error, result, bs->filename, what);
+}
+
+gboolean
+ferry_block_pread(FerryBlock *bs, guint64 offset, void *buf, gsize len, GError **error)
+{
+    struct iovec v = { buf, len };
+    int r = sync_run(bs, FERRY_BLOCK_OP_READ, offset, 0, &v, 1);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, "read");
+    return r == 0;
+}
+
+gboolean
+ferry_block_pwrite(FerryBlock *bs, guint64 offset, const void *buf, gsize len, GError **error)
+{
+    struct iovec v = { (void *) buf, len };
+    int r = sync_run(bs, FERRY_BLOCK_OP_WRITE, offset, 0, &v, 1);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, "write");
+    return r == 0;
+}
+
+gboolean
+ferry_block_flush(FerryBlock *bs, GError **error)
+{
+    int r = sync_run(bs, FERRY_BLOCK_OP_FLUSH, 0, 0, NULL, 0);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, "flush");
+    return r == 0;
+}
+
+gboolean
+ferry_block_discard(FerryBlock *bs, guint64 offset, guint64 len, GError **error)
+{
+    int r = sync_run(bs, FERRY_BLOCK_OP_DISCARD, offset, len, NULL, 0);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, "discard");
+    return r == 0;
+}
+
+gboolean
+ferry_block_write_zeroes(FerryBlock *bs, guint64 offset, guint64 len, GError **error)
+{
+    int r = sync_run(bs, FERRY_BLOCK_OP_WRITE_ZEROES, offset, len, NULL, 0);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, "write zeroes to");
+    return r == 0;
+}
+
+int
+ferry_block_status(FerryBlock *bs, guint64 offset, guint64 *len)
+{
+    if (offset >= bs->size) {
+        *len = 0;
+        return 0;
+    }
+    *len = MIN(*len, bs->size - offset);
+    if (!bs->drv->block_status)
+        return FERRY_BLOCK_STATUS_ALLOCATED | FERRY_BLOCK_STATUS_DATA;
+    return bs->drv->block_status(bs, offset, len);
+}
+
+/* ---- properties ------------------------------------------------------------- */
+
+guint64
+ferry_block_get_size(FerryBlock *bs)
+{
+    return bs->size;
+}
+
+const char *
+ferry_block_get_format(FerryBlock *bs)
+{
+    return bs->drv->format;
+}
+
+const char *
+ferry_block_get_filename(FerryBlock *bs)
+{
+    return bs->filename;
+}
+
+gboolean
+ferry_block_is_read_only(FerryBlock *bs)
+{
+    return (bs->flags & FERRY_BLOCK_READ_ONLY) != 0;
+}
+
+FerryBlock *
+ferry_block_get_backing(FerryBlock *bs)
+{
+    return bs->backing;
+}
+
+static void
+snapshot_free(gpointer p)
+{
+    FerryBlockSnapshot *s = p;
+    g_free(s->id);
+    g_free(s->name);
+    g_free(s);
+}
+
+void
+ferry_block_get_info(FerryBlock *bs, FerryBlockInfo *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->filename = g_strdup(bs->filename);
+    info->format = bs->drv->format;
+    info->virtual_size = bs->size;
+    info->snapshots = g_ptr_array_new_with_free_func(snapshot_free);
+    struct stat st;
+    if (bs->fd >= 0 && fstat(bs->fd, &st) == 0)
+        info->actual_size = (guint64) st.st_blocks * 512;
+    if (bs->drv->get_info)
+        bs->drv->get_info(bs, info);
+}
+
+void
+ferry_block_info_clear(FerryBlockInfo *info)
+{
+    g_free(info->filename);
+    g_free(info->backing_filename);
+    g_free(info->full_backing_filename);
+    g_free(info->backing_format);
+    g_free(info->compat);
+    g_free(info->compression_type);
+    if (info->snapshots)
+        g_ptr_array_unref(info->snapshots);
+    memset(info, 0, sizeof(*info));
+}
+
+gboolean
+ferry_block_check(FerryBlock *bs, FerryBlockCheck *result, gboolean repair_leaks, GError **error)
+{
+    memset(result, 0, sizeof(*result));
+    result->messages = g_ptr_array_new_with_free_func(g_free);
+    if (!bs->drv->check) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
+                    "%s: the %s format has no metadata to check.", bs->filename, bs->drv->format);
+        return FALSE;
+    }
+    if (repair_leaks && (bs->flags & FERRY_BLOCK_READ_ONLY)) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
+                    "Cannot repair %s: it is open read-only.", bs->filename);
+        return FALSE;
+    }
+    ferry_block_quiesce_begin(bs);
+    gboolean ok = bs->drv->check(bs, result, repair_leaks, error);
+    ferry_block_quiesce_end(bs);
+    return ok;
+}
+
+void
+ferry_block_check_clear(FerryBlockCheck *result)
+{
+    if (result->messages)
+        g_ptr_array_unref(result->messages);
+    memset(result, 0, sizeof(*result));
+}
+
+/* ---- creating ------------------------------------------------------------------ */
+
+gboolean
+ferry_block_create(const char *filename, const FerryBlockCreateOptions *opts, GError **error)
+{
+    g_return_val_if_fail(filename != NULL && opts != NULL, FALSE);
+    const char *format = opts->format ? opts->format : "raw";
+    const FerryBlockDriver *drv = driver_by_name(format);
+    if (!drv || !drv->create) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
+                    "Cannot create %s: unknown image format '%s'. Use raw or qcow2.",
+                    filename, format);
+        return FALSE;
+    }
+    /* No O_TRUNC: an image another program has open must survive a mistyped
+     * create, so lock first and truncate after. */
+    int fd = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ferry_file_set_error(error, errno, filename, "create");
+        return FALSE;
+    }
+    gboolean ok = ferry_block_lock_fd(fd, filename, TRUE, error) &&
+                  drv->create(filename, fd, opts, error);
+    if (ok && ferry_file_sync(fd) < 0) {
+        ferry_file_set_error(error, errno, filename, "write");
+        ok = FALSE;
+    }
+    close(fd);
+    return ok;
+}
+
+/* ---- commit ------------------------------------------------------------------- */
+
+#define COPY_CHUNK (4u << 20)
+
+gboolean
+ferry_block_copy_top(FerryBlock *src, FerryBlock *dst, GError **error)
+{
+    guint64 size = MIN(src->size, dst->size);
+    g_autofree guint8 *buf = g_malloc(COPY_CHUNK);
+
+    for (guint64 off = 0; off < size;) {
+        guint64 len = MIN(COPY_CHUNK, size - off);
+        int st = ferry_block_status(src, off, &len);
+        if (st < 0) {
+            ferry_block_set_errno_error(src, error, st, "read");
+            return FALSE;
+        }
+        if (len == 0)
+            break;
+        if (st & FERRY_BLOCK_STATUS_ALLOCATED) {
+            if (st & FERRY_BLOCK_STATUS_ZERO) {
+                if (!ferry_block_write_zeroes(dst, off, len, error))
+                    return FALSE;
+            } else if (!ferry_block_pread(src, off, buf, len, error) ||
+                       !ferry_block_pwrite(dst, off, buf, len, error)) {
+                return FALSE;
+            }
+        }
+        off += len;
+    }
+    if (src->size > dst->size) {
+        /* The part past the backing's end has nowhere to go. */
+        guint64 len = src->size - dst->size;
+        int st = ferry_block_status(src, dst->size, &len);
+        if (st > 0 && (st & FERRY_BLOCK_STATUS_DATA)) {
+            g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
+                        "Cannot commit %s: it holds data past the end of %s. Resize the "
+                        "backing image first.", src->filename, dst->filename);
+            return FALSE;
+        }
+    }
+    return ferry_block_flush(dst, error);
+}
+
+gboolean
+ferry_block_commit_image(const char *filename, const char *format, gboolean keep, GError **error)
+{
+    FerryBlockFlags flags = FERRY_BLOCK_NO_BACKING | (keep ? FERRY_BLOCK_READ_ONLY : 0);
+    FerryBlock *top = ferry_block_open(filename, format, flags, error);
+    if (!top)
+        return FALSE;
+    FerryBlockInfo info;
+    ferry_block_get_info(top, &info);
+    gboolean ok = FALSE;
+    FerryBlock *base = NULL;
+    if (!info.full_backing_filename) {
+        g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
+                    "Cannot commit %s: it has no backing file.", filename);
+        goto out;
+    }
+    base = ferry_block_open_child(info.full_backing_filename, info.backing_format, 0, top, error);
+    if (!base || !ferry_block_copy_top(top, base, error))
+        goto out;
+    if (!keep) {
+        /* Emptied by writing a fresh image beside it and renaming it over:
+         * a crash leaves either the old top (its data already committed) or
+         * the empty one, never half of each. */
+        g_autofree char *tmp = g_strdup_printf("%s.ferry-empty", filename);
+        struct stat st;
+        if (!ferry_qcow2_create_empty_like(top, tmp, error))
+            goto out;
+        if (fstat(top->fd, &st) == 0)
+            chmod(tmp, st.st_mode & 07777);
+        if (rename(tmp, filename) < 0) {
+            ferry_file_set_error(error, errno, filename, "replace");
+            unlink(tmp);
+            goto out;
+        }
+    }
+    ok = TRUE;
+out:
+    ferry_block_close(base);
+    ferry_block_info_clear(&info);
+    ferry_block_close(top);
+    return ok;
+}
