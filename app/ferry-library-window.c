@@ -59,6 +59,13 @@ row_data(GtkListBoxRow *row)
     return row ? g_object_get_data(G_OBJECT(row), "ferry-row") : NULL;
 }
 
+const char *
+ferry_library_window_row_uuid(GtkListBoxRow *row)
+{
+    RowData *d = row_data(row);
+    return d ? d->uuid : NULL;
+}
+
 static const char *
 arch_label(const char *arch)
 {

@@ -19,6 +19,8 @@ void ferry_library_window_show_error(FerryLibraryWindow *self, const char *messa
 void ferry_library_window_open_file(FerryLibraryWindow *self, GFile *file, const char *onto_uuid);
 /* Opens the New VM assistant, with a file to start from (or NULL). */
 void ferry_library_window_new_vm(FerryLibraryWindow *self, const char *path);
+/* The uuid of the VM a row of the list shows. */
+const char *ferry_library_window_row_uuid(GtkListBoxRow *row);
 /* Quits, asking first while VMs run. */
 void ferry_library_window_request_quit(FerryLibraryWindow *self);
 

@@ -1,0 +1,464 @@
+/* test-ui.c: the real Ferry windows under Xvfb, driven through their widgets
+ * and actions: the library, the New VM assistant, the console with a real
+ * RISC-V guest, drops, a library changed by ferryctl, engine errors.
+ * Screenshots of each window go to $FERRY_BUILD_ROOT/tests/artifacts/. */
+#include "ferry-application.h"
+#include "ferry-library-window.h"
+#include "ferry-console-window.h"
+#include "ferry-new-vm-assistant.h"
+#include "../lib/ferry-test-proc.h"
+
+#include <string.h>
+#include <glib/gstdio.h>
+#include <vte/vte.h>
+
+static FerryApplication *app;
+static FerryLibraryWindow *library;
+static char *kernel, *initrd;
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static void
+spin(guint ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64) ms * 1000;
+    while (g_get_monotonic_time() < end)
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(2000);
+}
+
+typedef gboolean (*Cond)(gpointer data);
+
+static gboolean
+wait_for(Cond cond, gpointer data, guint ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64) ms * 1000;
+    while (!cond(data)) {
+        if (g_get_monotonic_time() > end)
+            return FALSE;
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(5000);
+    }
+    return TRUE;
+}
+
+static void
+screenshot(GtkWidget *window, const char *name)
+{
+    spin(300);
+    GdkWindow *w = gtk_widget_get_window(window);
+    g_assert_nonnull(w);
+    GdkPixbuf *pb = gdk_pixbuf_get_from_window(w, 0, 0, gdk_window_get_width(w), gdk_window_get_height(w));
+    g_assert_nonnull(pb);
+    g_autofree char *dir = g_build_filename(g_getenv("FERRY_BUILD_ROOT"), "tests", "artifacts", NULL);
+    g_mkdir_with_parents(dir, 0755);
+    g_autofree char *file = g_strdup_printf("%s/%s.png", dir, name);
+    g_assert_true(gdk_pixbuf_save(pb, file, "png", NULL, NULL));
+    g_test_message("screenshot: %s", file);
+    g_object_unref(pb);
+}
+
+static GtkWidget *
+find_widget(GtkWidget *root, GType type, const char *label)
+{
+    if (G_TYPE_CHECK_INSTANCE_TYPE(root, type)) {
+        if (!label)
+            return root;
+        if (GTK_IS_BUTTON(root) && g_strcmp0(gtk_button_get_label(GTK_BUTTON(root)), label) == 0)
+            return root;
+        if (GTK_IS_LABEL(root) && strstr(gtk_label_get_text(GTK_LABEL(root)), label))
+            return root;
+    }
+    if (GTK_IS_CONTAINER(root)) {
+        GList *children = gtk_container_get_children(GTK_CONTAINER(root));
+        /* Header bars and dialogs keep some children internal: include them. */
+        for (GList *l = children; l; l = l->next) {
+            GtkWidget *hit = find_widget(l->data, type, label);
+            if (hit) {
+                g_list_free(children);
+                return hit;
+            }
+        }
+        g_list_free(children);
+        if (GTK_IS_WINDOW(root) && gtk_window_get_titlebar(GTK_WINDOW(root)))
+            return find_widget(gtk_window_get_titlebar(GTK_WINDOW(root)), type, label);
+    }
+    return NULL;
+}
+
+/* The first widget of exactly this type (a GtkSpinButton is a GtkEntry too). */
+static GtkWidget *
+find_exact(GtkWidget *root, GType type, int nth)
+{
+    GPtrArray *stack = g_ptr_array_new();
+    GtkWidget *hit = NULL;
+    g_ptr_array_add(stack, root);
+    /* Breadth-first in child order, so "nth" follows the layout. */
+    for (guint i = 0; i < stack->len && !hit; i++) {
+        GtkWidget *w = stack->pdata[i];
+        if (G_OBJECT_TYPE(w) == type && nth-- == 0) {
+            hit = w;
+            break;
+        }
+        if (GTK_IS_CONTAINER(w)) {
+            GList *children = gtk_container_get_children(GTK_CONTAINER(w));
+            if (GTK_IS_GRID(w))
+                children = g_list_reverse(children);
+            for (GList *l = children; l; l = l->next)
+                g_ptr_array_add(stack, l->data);
+            g_list_free(children);
+        }
+    }
+    g_ptr_array_free(stack, TRUE);
+    return hit;
+}
+
+static GtkWidget *
+find_toplevel(GType type)
+{
+    GList *tops = gtk_window_list_toplevels();
+    GtkWidget *hit = NULL;
+    for (GList *l = tops; l; l = l->next)
+        if (G_TYPE_CHECK_INSTANCE_TYPE(l->data, type) && gtk_widget_get_visible(l->data))
+            hit = l->data;
+    g_list_free(tops);
+    return hit;
+}
+
+static gboolean
+toplevel_shown(gpointer type)
+{
+    return find_toplevel(GPOINTER_TO_SIZE(type)) != NULL;
+}
+
+static GtkListBoxRow *
+row_named(const char *name)
+{
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    GList *rows = gtk_container_get_children(GTK_CONTAINER(list));
+    GtkListBoxRow *hit = NULL;
+    for (GList *l = rows; l; l = l->next) {
+        GtkWidget *label = find_widget(l->data, GTK_TYPE_LABEL, name);
+        if (label && !g_strcmp0(gtk_label_get_text(GTK_LABEL(label)), name))
+            hit = l->data;
+    }
+    g_list_free(rows);
+    return hit;
+}
+
+static gboolean
+row_exists(gpointer name)
+{
+    return row_named(name) != NULL;
+}
+
+static const char *
+info_bar_text(void)
+{
+    GtkWidget *bar = find_widget(GTK_WIDGET(library), GTK_TYPE_INFO_BAR, NULL);
+    if (!gtk_info_bar_get_revealed(GTK_INFO_BAR(bar)))
+        return NULL;
+    GtkWidget *label = find_widget(bar, GTK_TYPE_LABEL, NULL);
+    return gtk_label_get_text(GTK_LABEL(label));
+}
+
+static gboolean
+info_bar_has(gpointer text)
+{
+    const char *t = info_bar_text();
+    return t && strstr(t, text);
+}
+
+static char *
+ferryctl_out(const char *const *args)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *) ferry_test_ferryctl());
+    for (guint i = 0; args[i]; i++)
+        g_ptr_array_add(argv, (char *) args[i]);
+    g_ptr_array_add(argv, NULL);
+    char *out = NULL;
+    int rc = ferry_test_run((const char *const *) argv->pdata, NULL, 30000, &out, NULL);
+    g_assert_cmpint(rc, ==, 0);
+    g_ptr_array_free(argv, TRUE);
+    return out;
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+static void
+test_empty_library(void)
+{
+    GtkWidget *stack = find_widget(GTK_WIDGET(library), GTK_TYPE_STACK, NULL);
+    g_assert_cmpstr(gtk_stack_get_visible_child_name(GTK_STACK(stack)), ==, "empty");
+    g_assert_nonnull(find_widget(GTK_WIDGET(library), GTK_TYPE_LABEL, "Drop an ISO or disk image here"));
+    screenshot(GTK_WIDGET(library), "library-empty");
+}
+
+static void
+test_wizard_creates_vm(void)
+{
+    ferry_library_window_new_vm(library, NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_NEW_VM_ASSISTANT), 5000));
+    GtkWidget *assistant = find_toplevel(FERRY_TYPE_NEW_VM_ASSISTANT);
+    GtkAssistant *a = GTK_ASSISTANT(assistant);
+
+    /* The first page is incomplete until a source is chosen. */
+    g_assert_false(gtk_assistant_get_page_complete(a, gtk_assistant_get_nth_page(a, 0)));
+    ferry_new_vm_assistant_set_kernel(FERRY_NEW_VM_ASSISTANT(assistant), kernel, initrd,
+                                      "console=ttyS0 guest_mode=shell");
+    spin(200);
+    /* The kernel says RISC-V: the architecture follows it. */
+    GtkWidget *combo = find_widget(assistant, GTK_TYPE_COMBO_BOX_TEXT, NULL);
+    g_assert_cmpstr(gtk_combo_box_get_active_id(GTK_COMBO_BOX(combo)), ==, "riscv64");
+    g_assert_true(gtk_assistant_get_page_complete(a, gtk_assistant_get_nth_page(a, 0)));
+    screenshot(assistant, "wizard-source");
+
+    gtk_assistant_next_page(a);
+    spin(200);
+    GtkWidget *page = gtk_assistant_get_nth_page(a, 1);
+    GtkWidget *name = find_exact(page, GTK_TYPE_ENTRY, 0);
+    gtk_entry_set_text(GTK_ENTRY(name), "");
+    spin(100);
+    g_assert_false(gtk_assistant_get_page_complete(a, page));     /* inline: a name is needed */
+    gtk_entry_set_text(GTK_ENTRY(name), "Tiny RISC-V");
+    GtkWidget *spin_mem = find_exact(page, GTK_TYPE_SPIN_BUTTON, 0);
+    gtk_spin_button_set_value(GTK_SPIN_BUTTON(spin_mem), 256);
+    spin(100);
+    g_assert_true(gtk_assistant_get_page_complete(a, page));
+    screenshot(assistant, "wizard-hardware");
+
+    gtk_assistant_next_page(a);
+    spin(200);
+    GtkWidget *summary = gtk_assistant_get_nth_page(a, 2);
+    g_assert_nonnull(strstr(gtk_label_get_text(GTK_LABEL(summary)), "Tiny RISC-V"));
+    g_assert_nonnull(strstr(gtk_label_get_text(GTK_LABEL(summary)), "RISC-V 64"));
+    screenshot(assistant, "wizard-summary");
+    /* Apply, as the header bar's button does. */
+    g_signal_emit_by_name(a, "apply");
+    g_signal_emit_by_name(a, "close");
+    g_assert_true(wait_for(row_exists, "Tiny RISC-V", 5000));
+
+    /* Another program sees it at once. */
+    const char *args[] = { "list", "--json", NULL };
+    g_autofree char *json = ferryctl_out(args);
+    g_assert_nonnull(strstr(json, "\"Tiny RISC-V\""));
+    g_assert_nonnull(strstr(json, "riscv64"));
+    screenshot(GTK_WIDGET(library), "library-one-vm");
+}
+
+static FerryConsoleWindow *console;
+
+static gboolean
+vte_has(gpointer text)
+{
+    VteTerminal *t = VTE_TERMINAL(ferry_console_window_get_serial_terminal(console));
+    g_autofree char *all = vte_terminal_get_text_range(t, 0, 0, vte_terminal_get_row_count(t) + 10000, 200, NULL, NULL, NULL);
+    if (!all)
+        return FALSE;
+    return strstr(all, text) != NULL;
+}
+
+static gboolean
+session_state_is(gpointer state)
+{
+    return (int) ferry_vm_session_get_state(ferry_console_window_get_session(console)) == GPOINTER_TO_INT(state);
+}
+
+static void
+test_console_runs_guest(void)
+{
+    GtkListBoxRow *row = row_named("Tiny RISC-V");
+    g_assert_nonnull(row);
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row);
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_CONSOLE_WINDOW), 5000));
+    console = FERRY_CONSOLE_WINDOW(find_toplevel(FERRY_TYPE_CONSOLE_WINDOW));
+
+    /* The serial marker reaches the terminal. */
+    g_assert_true(wait_for(vte_has, "GUEST-SHELL", 180000));
+    VteTerminal *t = VTE_TERMINAL(ferry_console_window_get_serial_terminal(console));
+    /* Typing goes to the guest's shell, its answer comes back. */
+    vte_terminal_feed_child(t, "echo answer-$((6*7))\r", -1);
+    g_assert_true(wait_for(vte_has, "answer-42", 30000));
+    screenshot(GTK_WIDGET(console), "console-shell");
+    g_assert_true(info_bar_text() == NULL || !strstr(info_bar_text(), "Tiny"));
+    screenshot(GTK_WIDGET(library), "library-running");
+
+    /* Pause and resume through the window's action. */
+    g_action_group_activate_action(G_ACTION_GROUP(console), "pause", NULL);
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_PAUSED), 10000));
+    GtkHeaderBar *hb = GTK_HEADER_BAR(gtk_window_get_titlebar(GTK_WINDOW(console)));
+    g_assert_cmpstr(gtk_header_bar_get_subtitle(hb), ==, "Paused");
+    screenshot(GTK_WIDGET(console), "console-paused");
+    g_action_group_activate_action(G_ACTION_GROUP(console), "pause", NULL);
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_RUNNING), 10000));
+    vte_terminal_feed_child(t, "echo still-$((2+3))\r", -1);
+    g_assert_true(wait_for(vte_has, "still-5", 30000));
+
+    /* The monitor tab answers too. */
+    VteTerminal *m = VTE_TERMINAL(ferry_console_window_get_monitor_terminal(console));
+    vte_terminal_feed_child(m, "info status\r", -1);
+    spin(500);
+    g_autofree char *mon = vte_terminal_get_text_range(m, 0, 0, 100, 200, NULL, NULL, NULL);
+    g_assert_nonnull(strstr(mon, "VM status: running"));
+
+    /* Shut Down presses the power button; the guest powers off. */
+    for (int i = 0; i < 15 && !session_state_is(GINT_TO_POINTER(FERRY_VM_STATE_STOPPED)); i++) {
+        g_action_group_activate_action(G_ACTION_GROUP(console), "shutdown", NULL);
+        wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_STOPPED), 2000);
+    }
+    g_assert_true(session_state_is(GINT_TO_POINTER(FERRY_VM_STATE_STOPPED)));
+    g_assert_true(wait_for(vte_has, "GUEST-POWEROFF", 5000));
+    gtk_widget_destroy(GTK_WIDGET(console));
+    console = NULL;
+}
+
+static void
+test_library_follows_ferryctl(void)
+{
+    const char *args[] = { "create", "made-by-ferryctl", "--arch", "riscv64", "-m", "128M", NULL };
+    g_autofree char *out = ferryctl_out(args);
+    /* No polling timer: the file monitor and PRAGMA data_version. */
+    g_assert_true(wait_for(row_exists, "made-by-ferryctl", 10000));
+    const char *del[] = { "delete", "made-by-ferryctl", "--yes", NULL };
+    g_autofree char *out2 = ferryctl_out(del);
+    gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (row_named("made-by-ferryctl") && g_get_monotonic_time() < end)
+        spin(50);
+    g_assert_null(row_named("made-by-ferryctl"));
+}
+
+static void
+test_drops(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("ferry-drop-XXXXXX", NULL);
+    g_autofree char *qcow = g_build_filename(dir, "data.qcow2", NULL);
+    g_autofree char *bogus = g_build_filename(dir, "notes.txt", NULL);
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", qcow, "64M", NULL };
+    if (!g_find_program_in_path("qemu-img")) {
+        g_test_skip("qemu-img (qemu-utils) is needed to make the dropped image");
+        return;
+    }
+    g_assert_cmpint(ferry_test_run(argv, NULL, 20000, NULL, NULL), ==, 0);
+    g_assert_true(g_file_set_contents(bogus, "just some text\n", -1, NULL));
+
+    /* A file Ferry cannot use: a banner names it and says why. */
+    g_autoptr(GFile) bf = g_file_new_for_path(bogus);
+    ferry_library_window_open_file(library, bf, NULL);
+    g_assert_true(wait_for(info_bar_has, "notes.txt", 2000));
+    g_assert_true(info_bar_has("not a disk image, an installation image (ISO) or a Linux kernel"));
+    screenshot(GTK_WIDGET(library), "library-bogus-drop");
+
+    /* A qcow2 dropped on a VM: asked how to attach, then it is a hard disk. */
+    GtkListBoxRow *row = row_named("Tiny RISC-V");
+    const char *uuid = ferry_library_window_row_uuid(row);
+    g_assert_nonnull(uuid);
+    g_autoptr(GFile) qf = g_file_new_for_path(qcow);
+    ferry_library_window_open_file(library, qf, uuid);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(GTK_TYPE_MESSAGE_DIALOG), 2000));
+    GtkWidget *dialog = find_toplevel(GTK_TYPE_MESSAGE_DIALOG);
+    screenshot(dialog, "drop-attach-dialog");
+    gtk_dialog_response(GTK_DIALOG(dialog), 0 /* FERRY_DRIVE_DISK */);
+    spin(300);
+    const char *args[] = { "show", "Tiny RISC-V", NULL };
+    g_autofree char *show = ferryctl_out(args);
+    g_assert_nonnull(strstr(show, "data.qcow2"));
+
+    /* A qcow2 dropped on the library itself opens the assistant filled in. */
+    ferry_library_window_open_file(library, qf, NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_NEW_VM_ASSISTANT), 2000));
+    GtkWidget *assistant = find_toplevel(FERRY_TYPE_NEW_VM_ASSISTANT);
+    GtkAssistant *a = GTK_ASSISTANT(assistant);
+    g_assert_true(gtk_assistant_get_page_complete(a, gtk_assistant_get_nth_page(a, 0)));
+    GtkWidget *disk_radio = find_widget(assistant, GTK_TYPE_RADIO_BUTTON, "Use an _existing disk image");
+    g_assert_true(gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(disk_radio)));
+    screenshot(assistant, "wizard-from-drop");
+    g_signal_emit_by_name(a, "cancel");
+    spin(200);
+}
+
+static void
+test_engine_error_banner(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("ferry-gone-XXXXXX", NULL);
+    g_autofree char *k = g_build_filename(dir, "Image", NULL);
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(kernel, &data, &len, NULL));
+    g_assert_true(g_file_set_contents(k, data, len, NULL));
+    const char *args[] = { "create", "loses-its-kernel", "--arch", "riscv64", "-m", "128M", "--kernel", k, NULL };
+    g_autofree char *out = ferryctl_out(args);
+    g_assert_true(wait_for(row_exists, "loses-its-kernel", 10000));
+    g_unlink(k);
+
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("loses-its-kernel"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+    g_assert_true(wait_for(info_bar_has, "Cannot open kernel", 5000));
+    g_assert_true(info_bar_has(k));
+    screenshot(GTK_WIDGET(library), "library-engine-error");
+    /* The app is still there and usable. */
+    g_assert_true(gtk_widget_get_visible(GTK_WIDGET(library)));
+    g_rmdir(dir);
+}
+
+int
+main(int argc, char **argv)
+{
+    /* Settings in memory: the test must not touch (or need) dconf. */
+    g_setenv("GSETTINGS_BACKEND", "memory", TRUE);
+    /* Private user folders, but the system's data folders (icons, schemas):
+     * G_TEST_OPTION_ISOLATE_DIRS would hide the icon theme from GTK. */
+    g_autofree char *home = g_dir_make_tmp("ferry-ui-XXXXXX", NULL);
+    static const char *const vars[] = { "HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+                                        "XDG_STATE_HOME", "XDG_RUNTIME_DIR" };
+    for (guint i = 0; i < G_N_ELEMENTS(vars); i++) {
+        g_autofree char *d = g_build_filename(home, vars[i], NULL);
+        g_mkdir_with_parents(d, 0700);
+        g_setenv(vars[i], d, TRUE);
+    }
+    g_test_init(&argc, &argv, NULL);
+    if (!g_getenv("DISPLAY")) {
+        g_test_message("no DISPLAY: the UI tests run under Xvfb (meson runs them with xvfb-run)");
+        return 77;
+    }
+    gtk_init(&argc, &argv);
+
+    const char *guests = g_getenv("FERRY_GUEST_DIR");
+    kernel = guests ? g_build_filename(guests, "riscv64", "Image", NULL) : NULL;
+    initrd = guests ? g_build_filename(guests, "riscv64", "initramfs.cpio.gz", NULL) : NULL;
+    if (!kernel || !g_file_test(kernel, G_FILE_TEST_EXISTS)) {
+        if (g_getenv("CI")) {
+            g_printerr("FERRY_GUEST_DIR has no riscv64 guest: run tools/setup.sh test\n");
+            return 1;
+        }
+        g_clear_pointer(&kernel, g_free);
+        g_clear_pointer(&initrd, g_free);
+    }
+    g_autofree char *lib = g_build_filename(g_get_user_data_dir(), "ui-library.db", NULL);
+    g_setenv("FERRY_LIBRARY", lib, TRUE);
+
+    app = ferry_application_new();
+    g_application_set_flags(G_APPLICATION(app), G_APPLICATION_NON_UNIQUE | G_APPLICATION_HANDLES_OPEN);
+    g_assert_true(g_application_register(G_APPLICATION(app), NULL, NULL));
+    g_application_activate(G_APPLICATION(app));
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_LIBRARY_WINDOW), 5000));
+    library = FERRY_LIBRARY_WINDOW(find_toplevel(FERRY_TYPE_LIBRARY_WINDOW));
+
+    g_test_add_func("/ui/1-library-empty", test_empty_library);
+    if (!kernel)
+        g_test_message("FERRY_GUEST_DIR not set: the tests that boot a guest are left out");
+    if (kernel && initrd) {
+        g_test_add_func("/ui/2-wizard-creates-riscv-vm", test_wizard_creates_vm);
+        g_test_add_func("/ui/3-console-runs-guest", test_console_runs_guest);
+        g_test_add_func("/ui/4-library-follows-ferryctl", test_library_follows_ferryctl);
+        g_test_add_func("/ui/5-drops", test_drops);
+        g_test_add_func("/ui/6-engine-error-banner", test_engine_error_banner);
+    }
+    int rc = g_test_run();
+    g_free(kernel);
+    g_free(initrd);
+    return rc;
+}
