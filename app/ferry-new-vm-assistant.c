@@ -7,6 +7,7 @@
 #include "ferry-file-kind.h"
 #include "ferry-vm-record.h"
 #include "block/block.h"
+#include "ferry-os-detect.h"
 
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
@@ -30,6 +31,10 @@ struct _FerryNewVmAssistant {
     GtkAdjustment *memory_adjustment, *vcpus_adjustment;
 
     FerryStore *store;
+    GCancellable *detecting;
+    char *os_id;              /* from the ISO, for the record */
+    char *os_name;
+    char *detected_for;       /* the ISO the guess is about */
     gboolean name_edited;
     gboolean setting_name;
     const char *detected_arch;
@@ -63,14 +68,18 @@ source_path(FerryNewVmAssistant *self)
     return chooser_path(self->kernel_chooser);
 }
 
-/* Proposes a name from the file: "debian-12.iso" -> "debian-12", made unique. */
+/* Proposes a name from the OS or the file: "debian-12.iso" -> "debian-12", made unique. */
 static void
 propose_name(FerryNewVmAssistant *self)
 {
     g_autofree char *path = source_path(self);
-    g_autofree char *base = path ? g_path_get_basename(path) : g_strdup(_("New VM"));
+    g_autofree char *base = NULL;
+    if (self->os_name && gtk_toggle_button_get_active(self->iso_radio))
+        base = g_strdup(self->os_name);
+    else
+        base = path ? g_path_get_basename(path) : g_strdup(_("New VM"));
     char *dot = strrchr(base, '.');
-    if (dot && dot != base)
+    if (dot && dot != base && !self->os_name)
         *dot = '\0';
     g_autofree char *name = g_strdup(base);
     for (guint i = 2; self->store && i < 1000; i++) {
@@ -90,6 +99,60 @@ set_page_complete(FerryNewVmAssistant *self, GtkWidget *page, GtkLabel *error_la
 {
     gtk_label_set_text(error_label, error ? error : "");
     gtk_assistant_set_page_complete(GTK_ASSISTANT(self), page, error == NULL);
+}
+
+static void on_source_changed(FerryNewVmAssistant *self);
+
+static void
+on_os_detected(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(FerryOsGuess) guess = ferry_os_detect_media_finish(result, &error);
+    if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        return;
+    FerryNewVmAssistant *self = user_data;
+    g_clear_object(&self->detecting);
+    if (!guess) {
+        gtk_label_set_text(self->source_hint, error->message);
+        return;
+    }
+    g_free(self->os_id);
+    self->os_id = g_strdup(guess->os_id);
+    g_free(self->os_name);
+    self->os_name = g_strdup(guess->name);
+    g_autofree char *hint = g_strdup_printf(_("Detected %s."), guess->name);
+    gtk_label_set_text(self->source_hint, hint);
+    if (guess->arch)
+        gtk_combo_box_set_active_id(GTK_COMBO_BOX(self->arch_combo), guess->arch);
+    /* What the OS recommends, within this host's limits. */
+    if (guess->ram)
+        gtk_spin_button_set_value(self->memory_spin, MIN(guess->ram >> 20, gtk_adjustment_get_upper(self->memory_adjustment)));
+    if (guess->n_cpus)
+        gtk_spin_button_set_value(self->vcpus_spin, MIN(guess->n_cpus, gtk_adjustment_get_upper(self->vcpus_adjustment)));
+    if (guess->storage) {
+        gtk_toggle_button_set_active(self->new_disk_check, TRUE);
+        gtk_spin_button_set_value(self->disk_spin, MAX(1, guess->storage >> 30));
+    }
+    if (!self->name_edited)
+        propose_name(self);
+}
+
+static void
+detect_os(FerryNewVmAssistant *self, const char *path)
+{
+    if (!g_strcmp0(self->detected_for, path))
+        return;
+    g_free(self->detected_for);
+    self->detected_for = g_strdup(path);
+    g_clear_pointer(&self->os_id, g_free);
+    g_clear_pointer(&self->os_name, g_free);
+    if (self->detecting) {
+        g_cancellable_cancel(self->detecting);
+        g_clear_object(&self->detecting);
+    }
+    self->detecting = g_cancellable_new();
+    gtk_label_set_text(self->source_hint, _("Looking at the installation media…"));
+    ferry_os_detect_media_async(path, self->detecting, on_os_detected, self);
 }
 
 static void
@@ -143,6 +206,8 @@ on_source_changed(FerryNewVmAssistant *self)
         }
     }
     set_page_complete(self, self->source_page, self->source_error, problem);
+    if (!problem && iso)
+        detect_os(self, path);
     if (!problem && !self->name_edited)
         propose_name(self);
 }
@@ -205,6 +270,8 @@ build_record(FerryNewVmAssistant *self)
         vm->cmdline = g_strdup(gtk_entry_get_text(self->cmdline_entry));
     } else if (gtk_toggle_button_get_active(self->iso_radio)) {
         ferry_vm_record_set_drive(vm, FERRY_DRIVE_CDROM, 0, path, "raw", TRUE);
+        g_free(vm->os_id);
+        vm->os_id = g_strdup(self->os_id);
     } else {
         ferry_vm_record_add_drive(vm, FERRY_DRIVE_DISK, path, NULL, FALSE, NULL);
     }
@@ -323,9 +390,33 @@ on_close(GtkAssistant *assistant, gpointer user_data)
 }
 
 static void
+ferry_new_vm_assistant_dispose(GObject *object)
+{
+    FerryNewVmAssistant *self = FERRY_NEW_VM_ASSISTANT(object);
+    if (self->detecting) {
+        g_cancellable_cancel(self->detecting);
+        g_clear_object(&self->detecting);
+    }
+    G_OBJECT_CLASS(ferry_new_vm_assistant_parent_class)->dispose(object);
+}
+
+static void
+ferry_new_vm_assistant_finalize(GObject *object)
+{
+    FerryNewVmAssistant *self = FERRY_NEW_VM_ASSISTANT(object);
+    g_free(self->os_id);
+    g_free(self->os_name);
+    g_free(self->detected_for);
+    G_OBJECT_CLASS(ferry_new_vm_assistant_parent_class)->finalize(object);
+}
+
+static void
 ferry_new_vm_assistant_class_init(FerryNewVmAssistantClass *klass)
 {
     GtkWidgetClass *widget_class = GTK_WIDGET_CLASS(klass);
+
+    G_OBJECT_CLASS(klass)->dispose = ferry_new_vm_assistant_dispose;
+    G_OBJECT_CLASS(klass)->finalize = ferry_new_vm_assistant_finalize;
 
     signals[SIGNAL_CREATED] = g_signal_new("created", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST,
                                            0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);

@@ -404,6 +404,58 @@ test_engine_error_banner(void)
     g_rmdir(dir);
 }
 
+static gboolean
+label_has(gpointer data)
+{
+    gpointer *pair = data;
+    return strstr(gtk_label_get_text(GTK_LABEL(pair[0])), pair[1]) != NULL;
+}
+
+static void
+test_iso_os_detection(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("ferry-iso-XXXXXX", NULL);
+    g_autofree char *root = g_build_filename(dir, "root", NULL);
+    g_autofree char *boot = g_build_filename(root, "boot.img", NULL);
+    g_autofree char *iso = g_build_filename(dir, "debian-11.7.0-amd64-netinst.iso", NULL);
+    g_autofree guint8 *zeros = g_malloc0(2048);
+
+    if (!g_find_program_in_path("genisoimage")) {
+        g_test_skip("genisoimage is needed to make an installation image");
+        return;
+    }
+    g_mkdir_with_parents(root, 0755);
+    g_assert_true(g_file_set_contents(boot, (char *) zeros, 2048, NULL));
+    /* A bootable ISO with Debian 11's volume label: what osinfo-db matches. */
+    const char *argv[] = { "genisoimage", "-quiet", "-V", "Debian 11.7.0 amd64 n", "-b", "boot.img",
+                           "-no-emul-boot", "-boot-load-size", "4", "-o", iso, root, NULL };
+    g_assert_cmpint(ferry_test_run(argv, NULL, 30000, NULL, NULL), ==, 0);
+
+    g_autoptr(GFile) f = g_file_new_for_path(iso);
+    ferry_library_window_open_file(library, f, NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_NEW_VM_ASSISTANT), 5000));
+    GtkWidget *assistant = find_toplevel(FERRY_TYPE_NEW_VM_ASSISTANT);
+    GtkAssistant *a = GTK_ASSISTANT(assistant);
+    GtkWidget *hint = find_widget(assistant, GTK_TYPE_LABEL, "media");
+    if (!hint)
+        hint = find_widget(assistant, GTK_TYPE_LABEL, "Detected");
+    g_assert_nonnull(hint);
+    gpointer pair[2] = { hint, (gpointer) "Detected Debian 11." };
+    g_assert_true(wait_for(label_has, pair, 20000));
+    screenshot(assistant, "wizard-iso-detected");
+    gtk_assistant_next_page(a);
+    spin(200);
+    GtkWidget *page = gtk_assistant_get_nth_page(a, 1);
+    /* osinfo-db's recommendation for Debian 11: 1 GiB, a 20 GiB disk. */
+    g_assert_cmpstr(gtk_entry_get_text(GTK_ENTRY(find_exact(page, GTK_TYPE_ENTRY, 0))), ==, "Debian 11");
+    g_assert_cmpint(gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(find_exact(page, GTK_TYPE_SPIN_BUTTON, 0))), ==, 1024);
+    g_assert_true(gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(find_exact(page, GTK_TYPE_CHECK_BUTTON, 0))));
+    g_assert_cmpint(gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(find_exact(page, GTK_TYPE_SPIN_BUTTON, 2))), ==, 20);
+    screenshot(assistant, "wizard-iso-hardware");
+    g_signal_emit_by_name(a, "cancel");
+    spin(200);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -456,6 +508,7 @@ main(int argc, char **argv)
         g_test_add_func("/ui/4-library-follows-ferryctl", test_library_follows_ferryctl);
         g_test_add_func("/ui/5-drops", test_drops);
         g_test_add_func("/ui/6-engine-error-banner", test_engine_error_banner);
+        g_test_add_func("/ui/7-iso-os-detection", test_iso_os_detection);
     }
     int rc = g_test_run();
     g_free(kernel);
