@@ -538,6 +538,158 @@ static inline void fput(uint64_t *f, unsigned r, unsigned fmt, uint64_t v)
     f[r] = fmt ? v : (v | BOX32);
 }
 
+/* ---- host fast path (x86-64): SSE arithmetic with MXCSR holding the guest rounding
+ * mode.  SSE rounds, detects tininess after rounding and raises flags as IEEE 754 (and
+ * RISC-V) require, with FTZ/DAZ off.  While guest FP runs on a thread, MXCSR belongs to
+ * it: its sticky flags are the guest's accrued flags since the last harvest, and
+ * ferry_rv_fp_suspend() folds them into fflags and gives the host its MXCSR back.
+ * NaN operands and RMM take the soft path (RISC-V NaN rules differ from x86's); a NaN
+ * result is made canonical.  FERRY_RV_SOFTFLOAT=1 in the environment disables it. */
+#if defined(__x86_64__)
+enum { HOP_ADD, HOP_SUB, HOP_MUL, HOP_DIV, HOP_SQRT, HOP_FMA };
+
+static int host_fp_state;   /* 0 unknown, 1 on, -1 off */
+static gboolean host_fma;
+
+static __thread struct {
+    gboolean active;        /* MXCSR holds guest state */
+    uint32_t host;          /* the host's MXCSR, restored by ferry_rv_fp_suspend() */
+    uint32_t ctl;           /* guest control bits now loaded */
+} fpt;
+
+static gboolean host_fp_enabled(void)
+{
+    int st = __atomic_load_n(&host_fp_state, __ATOMIC_RELAXED);
+    if (G_LIKELY(st))
+        return st > 0;
+    const char *e = g_getenv("FERRY_RV_SOFTFLOAT");
+    host_fma = __builtin_cpu_supports("fma");
+    st = (e && *e && *e != '0') ? -1 : 1;
+    __atomic_store_n(&host_fp_state, st, __ATOMIC_RELAXED);
+    return st > 0;
+}
+
+static inline unsigned mxcsr_flags(uint32_t m)
+{
+    return ((m & 1) ? RV_FFLAG_NV : 0) | ((m & 4) ? RV_FFLAG_DZ : 0) | ((m & 8) ? RV_FFLAG_OF : 0) |
+           ((m & 16) ? RV_FFLAG_UF : 0) | ((m & 32) ? RV_FFLAG_NX : 0);
+}
+
+static inline uint32_t get_mxcsr(void)
+{
+    uint32_t m;
+    __asm__ volatile("stmxcsr %0" : "=m"(m));
+    return m;
+}
+
+static inline void set_mxcsr(uint32_t m)
+{
+    __asm__ volatile("ldmxcsr %0" :: "m"(m));
+}
+
+void ferry_rv_fp_suspend(unsigned *fflags)
+{
+    if (!fpt.active)
+        return;
+    *fflags |= mxcsr_flags(get_mxcsr());
+    set_mxcsr(fpt.host);
+    fpt.active = FALSE;
+}
+
+/* RISC-V rm (0-3) -> MXCSR: all exceptions masked, RC = RNE 0, RDN 1, RUP 2, RTZ 3 */
+static const uint32_t ctl_of_rm[4] = { 0x1f80 | (0u << 13), 0x1f80 | (3u << 13),
+                                       0x1f80 | (1u << 13), 0x1f80 | (2u << 13) };
+
+static inline gboolean host_begin(unsigned rm, unsigned *fl)
+{
+    uint32_t ctl = ctl_of_rm[rm];
+    if (G_LIKELY(fpt.active)) {
+        if (G_LIKELY(fpt.ctl == ctl))
+            return TRUE;
+        uint32_t m = get_mxcsr();
+        *fl |= mxcsr_flags(m);
+    } else {
+        if (!host_fp_enabled())
+            return FALSE;
+        fpt.host = get_mxcsr();
+        fpt.active = TRUE;
+    }
+    fpt.ctl = ctl;
+    set_mxcsr(ctl);
+    return TRUE;
+}
+
+#define HOST_BIN(insn, T) __asm__ volatile(insn " %1, %0" : "+x"(x) : "x"(y) : "memory")
+
+/* Returns FALSE if the soft path must handle it. */
+static gboolean host_f64(unsigned op, uint64_t a, uint64_t b, uint64_t c, unsigned rm, unsigned *fl, uint64_t *out)
+{
+    if (rm > RV_RM_RUP || is_nan(&F64, a) || is_nan(&F64, b) ||
+        (op == HOP_FMA && (is_nan(&F64, c) || !host_fma)) || !host_begin(rm, fl))
+        return FALSE;
+    double x, y, z;
+    memcpy(&x, &a, 8);
+    memcpy(&y, &b, 8);
+    memcpy(&z, &c, 8);
+    switch (op) {
+    case HOP_ADD: HOST_BIN("addsd", double); break;
+    case HOP_SUB: HOST_BIN("subsd", double); break;
+    case HOP_MUL: HOST_BIN("mulsd", double); break;
+    case HOP_DIV: HOST_BIN("divsd", double); break;
+    case HOP_SQRT: __asm__ volatile("sqrtsd %0, %0" : "+x"(x) :: "memory"); break;
+    default: __asm__ volatile("vfmadd213sd %2, %1, %0" : "+x"(x) : "x"(y), "x"(z) : "memory"); break;
+    }
+    uint64_t r;
+    memcpy(&r, &x, 8);
+    *out = is_nan(&F64, r) ? CANON(&F64) : r;
+    return TRUE;
+}
+
+static gboolean host_f32(unsigned op, uint64_t a, uint64_t b, uint64_t c, unsigned rm, unsigned *fl, uint64_t *out)
+{
+    if (rm > RV_RM_RUP || is_nan(&F32, a) || is_nan(&F32, b) ||
+        (op == HOP_FMA && (is_nan(&F32, c) || !host_fma)) || !host_begin(rm, fl))
+        return FALSE;
+    float x, y, z;
+    uint32_t a32 = (uint32_t)a, b32 = (uint32_t)b, c32 = (uint32_t)c;
+    memcpy(&x, &a32, 4);
+    memcpy(&y, &b32, 4);
+    memcpy(&z, &c32, 4);
+    switch (op) {
+    case HOP_ADD: HOST_BIN("addss", float); break;
+    case HOP_SUB: HOST_BIN("subss", float); break;
+    case HOP_MUL: HOST_BIN("mulss", float); break;
+    case HOP_DIV: HOST_BIN("divss", float); break;
+    case HOP_SQRT: __asm__ volatile("sqrtss %0, %0" : "+x"(x) :: "memory"); break;
+    default: __asm__ volatile("vfmadd213ss %2, %1, %0" : "+x"(x) : "x"(y), "x"(z) : "memory"); break;
+    }
+    uint32_t r;
+    memcpy(&r, &x, 4);
+    *out = is_nan(&F32, r) ? CANON(&F32) : r;
+    return TRUE;
+}
+
+static inline gboolean host_op(const Fmt *F, unsigned op, uint64_t a, uint64_t b, uint64_t c, unsigned rm,
+                               unsigned *fl, uint64_t *out)
+{
+    return F == &F64 ? host_f64(op, a, b, c, rm, fl, out) : host_f32(op, a, b, c, rm, fl, out);
+}
+#else
+enum { HOP_ADD, HOP_SUB, HOP_MUL, HOP_DIV, HOP_SQRT, HOP_FMA };
+
+void ferry_rv_fp_suspend(unsigned *fflags)
+{
+    (void)fflags;
+}
+
+static inline gboolean host_op(const Fmt *F, unsigned op, uint64_t a, uint64_t b, uint64_t c, unsigned rm,
+                               unsigned *fl, uint64_t *out)
+{
+    (void)F; (void)op; (void)a; (void)b; (void)c; (void)rm; (void)fl; (void)out;
+    return FALSE;
+}
+#endif
+
 gboolean ferry_rv_fp_exec(uint32_t insn, uint64_t *x, uint64_t *f, unsigned frm, unsigned *fflags)
 {
     unsigned opcode = insn & 0x7f;
@@ -562,7 +714,8 @@ gboolean ferry_rv_fp_exec(uint32_t insn, uint64_t *x, uint64_t *f, unsigned frm,
             c ^= is_nan(F, c) ? 0 : SIGNBIT(F);
         if (opcode == 0x4b || opcode == 0x4f)
             a ^= is_nan(F, a) ? 0 : SIGNBIT(F);
-        r = f_fma(F, a, b, c, erm, &fl);
+        if (!host_op(F, HOP_FMA, a, b, c, erm, &fl, &r))
+            r = f_fma(F, a, b, c, erm, &fl);
         fput(f, rd, fmt, r);
         *fflags |= fl;
         return TRUE;
@@ -581,23 +734,30 @@ gboolean ferry_rv_fp_exec(uint32_t insn, uint64_t *x, uint64_t *f, unsigned frm,
             return FALSE;
         if ((funct7 >> 2) == 1 && !is_nan(F, b))
             b ^= SIGNBIT(F);
-        r = f_add(F, a, b, erm, &fl);
+        if (!host_op(F, HOP_ADD, a, b, 0, erm, &fl, &r))
+            r = f_add(F, a, b, erm, &fl);
         fput(f, rd, fmt, r);
         break;
     case 0x02: /* FMUL */
         if (!rm_ok)
             return FALSE;
-        fput(f, rd, fmt, f_mul(F, a, b, erm, &fl));
+        if (!host_op(F, HOP_MUL, a, b, 0, erm, &fl, &r))
+            r = f_mul(F, a, b, erm, &fl);
+        fput(f, rd, fmt, r);
         break;
     case 0x03: /* FDIV */
         if (!rm_ok)
             return FALSE;
-        fput(f, rd, fmt, f_div(F, a, b, erm, &fl));
+        if (!host_op(F, HOP_DIV, a, b, 0, erm, &fl, &r))
+            r = f_div(F, a, b, erm, &fl);
+        fput(f, rd, fmt, r);
         break;
     case 0x0b: /* FSQRT */
         if (!rm_ok || rs2)
             return FALSE;
-        fput(f, rd, fmt, f_sqrt(F, a, erm, &fl));
+        if (!host_op(F, HOP_SQRT, a, 0, 0, erm, &fl, &r))
+            r = f_sqrt(F, a, erm, &fl);
+        fput(f, rd, fmt, r);
         break;
     case 0x04: /* FSGNJ, FSGNJN, FSGNJX */
         if (rm == 0)

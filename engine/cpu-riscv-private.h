@@ -42,6 +42,10 @@ void ferry_rv_hart_free(FerryRvHart *h);
 /* M mode, all registers and CSRs at their reset values, pc as given.
  * The caller sets a0 (hartid), a1 (FDT) etc. with ferry_rv_hart_set_reg(). */
 void ferry_rv_hart_reset(FerryRvHart *h, uint64_t pc);
+/* Drops every predecoded instruction: call after the host (a loader, snapshot restore)
+ * wrote guest RAM that may hold code the hart already ran, while the hart is not in
+ * run().  Guest stores need no call; device DMA is covered by the guest's FENCE.I. */
+void ferry_rv_hart_flush_code(FerryRvHart *h);
 /* r = 0..31 integer registers; 32..63 FP registers f0..f31 (raw 64-bit). */
 void ferry_rv_hart_set_reg(FerryRvHart *h, unsigned r, uint64_t v);
 uint64_t ferry_rv_hart_get_reg(FerryRvHart *h, unsigned r);
@@ -85,6 +89,12 @@ enum { RV_RM_RNE = 0, RV_RM_RTZ = 1, RV_RM_RDN = 2, RV_RM_RUP = 3, RV_RM_RMM = 4
  * frm = fcsr.frm.  Accrues exception flags into *fflags.  Returns FALSE if the
  * instruction is illegal (reserved encoding or rounding mode); nothing is written then. */
 gboolean ferry_rv_fp_exec(uint32_t insn, uint64_t *x, uint64_t *f, unsigned frm, unsigned *fflags);
+
+/* While guest FP instructions run, the host FPU's control/status register may hold the
+ * guest's rounding mode and accrued flags (x86-64 fast path).  This folds those flags
+ * into *fflags and restores the host's FP state; the hart calls it before any other host
+ * code runs on its thread (run() exit, device callbacks, fflags/fcsr access). */
+void ferry_rv_fp_suspend(unsigned *fflags);
 
 /* Scalar helpers, exported for the unit test.  Values are raw IEEE bit patterns. */
 uint64_t ferry_rv_f64_add(uint64_t a, uint64_t b, unsigned rm, unsigned *flags);

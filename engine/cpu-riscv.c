@@ -2,18 +2,28 @@
  * U modes, Sv39/Sv48 paging, software TLB and a predecoded-instruction cache.
  * Unprivileged ISA 20191213, privileged ISA 20211203.
  *
- * Design (measured on the host of this repo, 2-core CI box, gcc -O2):
+ * Design:
  *  - Instructions are predecoded per physical 4 KiB page into RvPage: one 16-byte slot
- *    per halfword (handler address, imm, rd, rs1, rs2, length), filled lazily on first
- *    execution, plus two sentinel slots past the end that branch to the next-page fetch.
+ *    per halfword (handler address, imm, rd, rs1, rs2), filled lazily on first
+ *    execution, plus two sentinel slots past the end that lead to the next-page fetch.
  *    Dispatch is threaded (GCC labels as values): each handler ends in `goto *ins->h`.
- *    Straight-line code steps to the next slot without any lookup; a taken branch within
- *    the same page is a subtraction; leaving the page goes through a small iTLB that maps
- *    a virtual page straight to its RvPage.  Budget, kicks and interrupt lines are checked
+ *    Every handler exists twice (4-byte and compressed encoding) so the step to the next
+ *    slot is a constant: with the length loaded from the slot the dispatch chain had a
+ *    load in it and ran at ~500 MIPS; with constant steps ~1100 MIPS.  Straight-line code
+ *    steps to the next slot without any lookup; a taken branch within the page is an
+ *    index computation; leaving the page goes through a 64-entry iTLB that maps a
+ *    virtual page straight to its RvPage.  Budget, kicks and interrupt lines are checked
  *    on every taken branch and page change, so a slice is bounded and an interrupt is
- *    seen within one basic block.
- *  - Measured: see tests/riscv/STATUS.md ("speed") for the numbers of the integer loop
- *    tests/riscv/bench-loop.S, against qemu-riscv64 (TCG) on the same ELF.
+ *    seen within one basic block.  A block cache (superblocks) was not needed to reach
+ *    the target, and would complicate precise traps.
+ *  - Measured (AMD EPYC, 2-core CI box, gcc -O2, user CPU time, same static ELF):
+ *      tests/riscv/bench-loop.S (1e9 integer instructions): Ferry 0.82 s = 1150 MIPS,
+ *          qemu-riscv64 7.2 TCG 0.14 s = 7100 MIPS  -> 5.9x
+ *      tests/riscv/bench-mix.c (sieve, qsort, crc32, hashing; 262M instructions):
+ *          Ferry 0.27 s = 970 MIPS, qemu-riscv64 0.07 s -> 3.9x
+ *      a double-precision fmadd/fadd loop (113M instructions): Ferry 0.33 s, qemu 0.10 s
+ *    Linux 6.1 + OpenSBI 1.1 + busybox initramfs boots to init and powers off in 0.5 s
+ *    (94M instructions, 1 hart).
  *  - Data accesses go through a per-hart, per-privilege software TLB (256 entries for
  *    loads, 256 for stores) mapping a virtual page to a host addend; the tag compare also
  *    checks natural alignment, so the fast path is one compare.  Entries are filled only
@@ -23,11 +33,18 @@
  *    even without FENCE.I).  FENCE.I drops every decoded page.
  *  - Misaligned loads and stores raise address-misaligned exceptions (OpenSBI emulates
  *    them for S/U); misaligned AMO/LR/SC too.
- *  - LR/SC: LR records the host address and the value read; SC is a host compare-and-swap
- *    against that value, so a store by another hart that changed the word makes SC fail.
- *    The reservation is dropped by SC, traps and xRET.  (A store of the identical value by
- *    another hart between LR and SC is not detected: indistinguishable for software that
- *    uses LR/SC for atomic read-modify-write, which is what Linux and OpenSBI do.)
+ *  - LR/SC across harts on different host threads: LR counts a reservation on its RAM
+ *    page in state shared by every hart on that RAM; while the count is nonzero, stores
+ *    and AMOs to the page (checked on the fast path too) take a per-address-bucket
+ *    seqlock and bump its generation.  SC succeeds only if the bucket generation is
+ *    unchanged since LR and the word still holds the LR value (host CAS), holding the
+ *    bucket while it writes: a store by any hart between LR and SC, ABA included, makes
+ *    it fail.  A store another hart already had in flight when LR started (at most one
+ *    per hart, past its check) is caught by the value compare unless it leaves the LR
+ *    value in place, which is indistinguishable from it landing just before the LR; only
+ *    two such racing stores restoring the value (an ABA inside a few host instructions)
+ *    would go unseen.  Reservations drop at SC, traps and xRET; SC may fail spuriously
+ *    (bucket collisions).
  *  - A/D bits are set by the page walker with a host CAS on the PTE.
  *  - No PMP enforcement (CSRs are storage), no ASIDs (ASIDLEN = 0), no Sstc, no H. */
 #include "cpu-riscv-private.h"
@@ -137,6 +154,18 @@ typedef struct {
     RvPage *page;
 } RvITlbEntry;
 
+/* State shared by all harts on the same guest RAM, for LR/SC across host threads:
+ * per RAM page the number of reservations held there (stores to such a page take the
+ * locked path), and per address bucket a generation counter used as a tiny seqlock:
+ * odd while a store or an SC to the bucket is in progress, +2 per completed store. */
+#define RES_BUCKETS 1024
+typedef struct {
+    uint8_t *ram;
+    unsigned refs;
+    uint8_t *watch;
+    uint64_t gen[RES_BUCKETS];
+} RvShared;
+
 struct FerryRvHart {
     uint64_t x[33];             /* x[32] is the sink for writes to x0 */
     uint64_t f[32];
@@ -156,9 +185,11 @@ struct FerryRvHart {
     uint64_t hartid;
     uint64_t instret, cur_n, cycle_offset;
 
-    /* LR/SC reservation: host address, size and the value LR read */
-    uintptr_t res_host;
-    uint64_t res_val;
+    /* LR/SC reservation: host address, the value LR read, the bucket generation seen */
+    RvShared *sh;
+    uintptr_t watch_adj;        /* sh->watch - (ram >> 12): watch byte of a host address */
+    uintptr_t res_host;         /* 0: no reservation held */
+    uint64_t res_val, res_gen;
 
     FerryRvBus bus;
     uint64_t ram_pages;
@@ -207,17 +238,22 @@ typedef struct {
     unsigned rd, rs1, rs2;
 } Decoded;
 
+/* sign-extends the low `bits` bits of v (shifts on unsigned: no UB) */
+static inline int32_t sext(uint32_t v, unsigned bits)
+{
+    return (int32_t)(v << (32 - bits)) >> (32 - bits);
+}
 static inline int32_t imm_i(uint32_t i) { return (int32_t)i >> 20; }
-static inline int32_t imm_s(uint32_t i) { return (((int32_t)i >> 25) << 5) | ((i >> 7) & 31); }
+static inline int32_t imm_s(uint32_t i) { return sext(((i >> 25) << 5) | ((i >> 7) & 31), 12); }
 static inline int32_t imm_b(uint32_t i)
 {
-    return (((int32_t)i >> 31) << 12) | (((i >> 7) & 1) << 11) | (((i >> 25) & 63) << 5) |
-           (((i >> 8) & 15) << 1);
+    return sext(((i >> 31) << 12) | (((i >> 7) & 1) << 11) | (((i >> 25) & 63) << 5) |
+                (((i >> 8) & 15) << 1), 13);
 }
 static inline int32_t imm_j(uint32_t i)
 {
-    return (((int32_t)i >> 31) << 20) | (i & 0xff000) | (((i >> 20) & 1) << 11) |
-           (((i >> 21) & 1023) << 1);
+    return sext(((i >> 31) << 20) | (i & 0xff000) | (((i >> 20) & 1) << 11) |
+                (((i >> 21) & 1023) << 1), 21);
 }
 
 /* Integer destination: x0 goes to the sink register. */
@@ -348,9 +384,10 @@ static void decode32(uint32_t i, Decoded *d)
         }
         break;
     case 0x0f:
-        if (f3 == 0)
+        if (f3 == 0) {
             d->op = OP_FENCE;
-        else if (f3 == 1)
+            d->imm = (i >> 20) & 0xff;   /* pred (PI PO PR PW), succ (SI SO SR SW) */
+        } else if (f3 == 1)
             d->op = OP_FENCE_I;
         break;
     case 0x73:
@@ -444,7 +481,7 @@ static uint32_t expand_rvc(uint32_t c)
     unsigned f3 = B(c, 15, 13);
     unsigned rd = B(c, 11, 7), rs2 = B(c, 6, 2);
     unsigned rdp = 8 + B(c, 4, 2), rs1p = 8 + B(c, 9, 7);
-    int32_t imm6 = (int32_t)((B(c, 12, 12) << 5) | B(c, 6, 2)) << 26 >> 26;
+    int32_t imm6 = sext((B(c, 12, 12) << 5) | B(c, 6, 2), 6);
 
     switch (c & 3) {
     case 0:
@@ -473,8 +510,8 @@ static uint32_t expand_rvc(uint32_t c)
         case 2: return enc_i(0x13, rd, 0, 0, imm6);
         case 3:
             if (rd == 2) {
-                int32_t nz = (int32_t)((B(c, 12, 12) << 9) | (B(c, 6, 6) << 4) | (B(c, 5, 5) << 6) |
-                                       (B(c, 4, 3) << 7) | (B(c, 2, 2) << 5)) << 22 >> 22;
+                int32_t nz = sext((B(c, 12, 12) << 9) | (B(c, 6, 6) << 4) | (B(c, 5, 5) << 6) |
+                                  (B(c, 4, 3) << 7) | (B(c, 2, 2) << 5), 10);
                 if (!nz)
                     return 0;
                 return enc_i(0x13, 2, 0, 2, nz);
@@ -505,14 +542,14 @@ static uint32_t expand_rvc(uint32_t c)
             }
         }
         case 5: {
-            int32_t off = (int32_t)((B(c, 12, 12) << 11) | (B(c, 11, 11) << 4) | (B(c, 10, 9) << 8) |
-                                    (B(c, 8, 8) << 10) | (B(c, 7, 7) << 6) | (B(c, 6, 6) << 7) |
-                                    (B(c, 5, 3) << 1) | (B(c, 2, 2) << 5)) << 20 >> 20;
+            int32_t off = sext((B(c, 12, 12) << 11) | (B(c, 11, 11) << 4) | (B(c, 10, 9) << 8) |
+                               (B(c, 8, 8) << 10) | (B(c, 7, 7) << 6) | (B(c, 6, 6) << 7) |
+                               (B(c, 5, 3) << 1) | (B(c, 2, 2) << 5), 12);
             return enc_j(0, off);
         }
         default: {
-            int32_t off = (int32_t)((B(c, 12, 12) << 8) | (B(c, 11, 10) << 3) | (B(c, 6, 5) << 6) |
-                                    (B(c, 4, 3) << 1) | (B(c, 2, 2) << 5)) << 23 >> 23;
+            int32_t off = sext((B(c, 12, 12) << 8) | (B(c, 11, 10) << 3) | (B(c, 6, 5) << 6) |
+                               (B(c, 4, 3) << 1) | (B(c, 2, 2) << 5), 9);
             return enc_b(f3 == 6 ? 0 : 1, rs1p, 0, off);
         }
         }
@@ -646,6 +683,93 @@ static inline uint8_t *ram_ptr(FerryRvHart *h, uint64_t pa, unsigned size)
     return NULL;
 }
 
+static GMutex shared_lock;
+static GHashTable *shared_map;   /* ram pointer -> RvShared */
+
+static RvShared *shared_ref(const FerryRvBus *bus)
+{
+    g_mutex_lock(&shared_lock);
+    if (!shared_map)
+        shared_map = g_hash_table_new(g_direct_hash, g_direct_equal);
+    RvShared *sh = g_hash_table_lookup(shared_map, bus->ram);
+    if (!sh) {
+        sh = g_new0(RvShared, 1);
+        sh->ram = bus->ram;
+        /* indexed by host page: RAM need not be page-aligned in host memory */
+        sh->watch = g_malloc0(bus->ram_size / PG_SIZE + 2);
+        g_hash_table_insert(shared_map, bus->ram, sh);
+    }
+    sh->refs++;
+    g_mutex_unlock(&shared_lock);
+    return sh;
+}
+
+static void shared_unref(RvShared *sh)
+{
+    g_mutex_lock(&shared_lock);
+    if (--sh->refs == 0) {
+        g_hash_table_remove(shared_map, sh->ram);
+        g_free(sh->watch);
+        g_free(sh);
+    }
+    g_mutex_unlock(&shared_lock);
+}
+
+static inline uint8_t *watch_of(FerryRvHart *h, const uint8_t *host)
+{
+    return (uint8_t *)(h->watch_adj + ((uintptr_t)host >> PG_SHIFT));
+}
+
+/* TRUE if some hart holds a reservation on the page of host: stores go the locked way */
+static inline gboolean watched(FerryRvHart *h, const uint8_t *host)
+{
+    return __atomic_load_n(watch_of(h, host), __ATOMIC_SEQ_CST) != 0;
+}
+
+static inline uint64_t *bucket_of(FerryRvHart *h, const uint8_t *host)
+{
+    return &h->sh->gen[((uintptr_t)host >> 3) & (RES_BUCKETS - 1)];
+}
+
+static void bucket_lock(uint64_t *g)
+{
+    for (unsigned spins = 0;; spins++) {
+        uint64_t v = __atomic_load_n(g, __ATOMIC_ACQUIRE);
+        if (!(v & 1) && __atomic_compare_exchange_n(g, &v, v + 1, FALSE, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        if (spins > 64)
+            g_thread_yield();   /* the holder's host thread may be descheduled */
+    }
+}
+
+static inline void bucket_unlock(uint64_t *g)
+{
+    __atomic_fetch_add(g, 1, __ATOMIC_RELEASE);
+}
+
+static void res_release(FerryRvHart *h)
+{
+    if (h->res_host) {
+        __atomic_fetch_sub(watch_of(h, (uint8_t *)h->res_host), 1, __ATOMIC_SEQ_CST);
+        h->res_host = 0;
+    }
+}
+
+/* A store to RAM on a page where a hart holds a reservation: bumps the bucket so that
+ * reservation's SC fails. */
+static void store_locked(FerryRvHart *h, uint8_t *host, unsigned size, uint64_t val)
+{
+    uint64_t *g = bucket_of(h, host);
+    bucket_lock(g);
+    switch (size) {
+    case 1: __atomic_store_n(host, (uint8_t)val, __ATOMIC_SEQ_CST); break;
+    case 2: __atomic_store_n((uint16_t *)host, (uint16_t)val, __ATOMIC_SEQ_CST); break;
+    case 4: __atomic_store_n((uint32_t *)host, (uint32_t)val, __ATOMIC_SEQ_CST); break;
+    default: __atomic_store_n((uint64_t *)host, val, __ATOMIC_SEQ_CST); break;
+    }
+    bucket_unlock(g);
+}
+
 static inline unsigned fault_cause(int acc, gboolean page)
 {
     if (acc == ACC_X)
@@ -737,6 +861,7 @@ static unsigned load_slow(FerryRvHart *h, uint64_t va, unsigned size, uint64_t *
         tlb_fill(h, &h->dtlbs[p].r[(va >> PG_SHIFT) & (TLB_N - 1)], va, pa);
         return 0;
     }
+    ferry_rv_fp_suspend(&h->fflags);
     if (h->bus.mmio_read && h->bus.mmio_read(h->bus.opaque, pa, size, val)) {
         if (size < 8)
             *val &= (1ULL << (size * 8)) - 1;
@@ -772,6 +897,10 @@ static unsigned store_slow(FerryRvHart *h, uint64_t va, unsigned size, uint64_t 
     unsigned cause = store_translate(h, va, size, &host, &pa);
     if (cause)
         return cause;
+    if (host && unlikely(watched(h, host))) {
+        store_locked(h, host, size, val);
+        return 0;
+    }
     if (host) {
         switch (size) {
         case 1: __atomic_store_n(host, (uint8_t)val, __ATOMIC_RELAXED); break;
@@ -781,6 +910,7 @@ static unsigned store_slow(FerryRvHart *h, uint64_t va, unsigned size, uint64_t 
         }
         return 0;
     }
+    ferry_rv_fp_suspend(&h->fflags);
     if (h->bus.mmio_write && h->bus.mmio_write(h->bus.opaque, pa, size, val))
         return 0;
     return EXC_STORE_ACCESS;
@@ -886,7 +1016,7 @@ static void trap(FerryRvHart *h, uint64_t cause, uint64_t tval)
     gboolean irq = (cause & CAUSE_INTERRUPT) != 0;
     unsigned code = cause & 63;
     uint64_t deleg = irq ? h->mideleg : h->medeleg;
-    h->res_host = 0;
+    res_release(h);
     if (h->priv <= PRV_S && ((deleg >> code) & 1)) {
         h->scause = cause;
         h->sepc = h->pc;
@@ -968,6 +1098,8 @@ static inline uint64_t cur_instret(FerryRvHart *h)
 
 static gboolean csr_read(FerryRvHart *h, unsigned csr, uint64_t *v)
 {
+    if (csr <= 0x003 || csr == 0xc01)
+        ferry_rv_fp_suspend(&h->fflags);   /* accrued host flags; time calls out */
     switch (csr) {
     case 0x001: *v = h->fflags; return TRUE;
     case 0x002: *v = h->frm; return TRUE;
@@ -1078,6 +1210,15 @@ static void csr_write(FerryRvHart *h, unsigned csr, uint64_t v)
         h->pmpaddr[csr - 0x3b0] = v & ((1ULL << 54) - 1);
 }
 
+/* The value CSRRS/CSRRC modify: for mip, SEIP is the software-written bit only, or a
+ * `csrc mip, STIP` while the PLIC line is high would latch SEIP in software. */
+static inline uint64_t csr_rmw_base(FerryRvHart *h, unsigned csr, uint64_t old)
+{
+    if (csr == 0x344)
+        return (old & ~MIP_SEIP) | (h->mip_sw & MIP_SEIP);
+    return old;
+}
+
 /* Permission check for an access by the running hart. */
 static gboolean csr_allowed(FerryRvHart *h, unsigned csr, gboolean write)
 {
@@ -1109,7 +1250,7 @@ static void do_mret(FerryRvHart *h)
     if (mpp != PRV_M)
         s &= ~MSTATUS_MPRV;
     h->mstatus = s;
-    h->res_host = 0;
+    res_release(h);
     h->pc = h->mepc;
     set_priv(h, mpp);
 }
@@ -1123,7 +1264,7 @@ static void do_sret(FerryRvHart *h)
     s &= ~MSTATUS_SPP;
     s &= ~MSTATUS_MPRV;
     h->mstatus = s;
-    h->res_host = 0;
+    res_release(h);
     h->pc = h->sepc;
     set_priv(h, spp);
 }
@@ -1138,6 +1279,8 @@ FerryRvHart *ferry_rv_hart_new(const FerryRvBus *bus, uint64_t hartid)
     g_return_val_if_fail(bus->ram_base % PG_SIZE == 0, NULL);
     FerryRvHart *h = g_malloc0(sizeof(FerryRvHart));
     h->bus = *bus;
+    h->sh = shared_ref(bus);
+    h->watch_adj = (uintptr_t)h->sh->watch - ((uintptr_t)bus->ram >> PG_SHIFT);
     h->hartid = hartid;
     h->ram_pages = bus->ram_size / PG_SIZE;
     h->pages = g_new0(RvPage *, h->ram_pages);
@@ -1150,6 +1293,8 @@ void ferry_rv_hart_free(FerryRvHart *h)
 {
     if (!h)
         return;
+    res_release(h);
+    shared_unref(h->sh);
     for (uint64_t i = 0; i < h->ram_pages; i++)
         g_free(h->pages[i]);
     g_free(h->pages);
@@ -1173,11 +1318,17 @@ void ferry_rv_hart_reset(FerryRvHart *h, uint64_t pc)
     memset(h->pmpcfg, 0, sizeof(h->pmpcfg));
     memset(h->pmpaddr, 0, sizeof(h->pmpaddr));
     h->instret = h->cur_n = h->cycle_offset = 0;
-    h->res_host = 0;
+    res_release(h);
     if (h->lbl_decode)
         code_flush(h);
     tlb_flush_all(h);
     set_priv(h, PRV_M);
+}
+
+void ferry_rv_hart_flush_code(FerryRvHart *h)
+{
+    code_flush(h);
+    wtlb_flush(h);
 }
 
 void ferry_rv_hart_set_reg(FerryRvHart *h, unsigned r, uint64_t v)
@@ -1385,6 +1536,7 @@ illegal:
     RAISE(EXC_ILLEGAL, fetch_raw(h, pc));
 
 out:
+    ferry_rv_fp_suspend(&h->fflags);
     h->instret += n;
     h->cur_n = 0;
     return result;
@@ -1486,7 +1638,11 @@ HANDLER(LWU, LOAD(uint32_t, 4, uint32_t); NEXT();)
         uint64_t va_ = RS1 + IMM; \
         RvTlbEntry *e_ = &h->dtlb->w[(va_ >> PG_SHIFT) & (TLB_N - 1)]; \
         if (likely(e_->tag == (va_ & (PG_MASK | (SZ - 1))))) { \
-            __atomic_store_n((T *)(e_->addend + (uintptr_t)va_), (T)(VAL), __ATOMIC_RELAXED); \
+            uint8_t *p_ = (uint8_t *)(e_->addend + (uintptr_t)va_); \
+            if (likely(!watched(h, p_))) \
+                __atomic_store_n((T *)p_, (T)(VAL), __ATOMIC_RELAXED); \
+            else \
+                store_locked(h, p_, SZ, (VAL)); \
         } else if ((cause = store_slow(h, va_, SZ, (VAL))) != 0) { \
             RAISE(cause, va_); \
         } \
@@ -1560,8 +1716,18 @@ HANDLER(REMUW, {
         RD = (uint64_t)(int64_t)(int32_t)(b == 0 ? a : a % b);
         NEXT();
     })
+/* Guest loads/stores are host loads/stores.  On a TSO host (x86-64) only a fence that
+ * orders earlier stores before later loads needs a host fence; elsewhere all do. */
+#if defined(__x86_64__)
+#define FENCE_NEEDS_HOST(imm) (((imm) & 0x50) && ((imm) & 0x0a))
+#else
+#define FENCE_NEEDS_HOST(imm) 1
+#endif
 HANDLER(FENCE,
-    atomic_thread_fence(memory_order_seq_cst);
+    if (FENCE_NEEDS_HOST(ins->imm))
+        atomic_thread_fence(memory_order_seq_cst);
+    else
+        atomic_signal_fence(memory_order_seq_cst);
     NEXT();)
 HANDLER(FENCE_I,
     h->pc = pc + L;
@@ -1611,7 +1777,8 @@ HANDLER(SFENCE_VMA,
         if (!csr_allowed(h, csr_, w_) || !csr_read(h, csr_, &old_)) \
             goto illegal; \
         if (w_) { \
-            new_ = KIND == 0 ? src_ : KIND == 1 ? (old_ | src_) : (old_ & ~src_); \
+            uint64_t base_ = csr_rmw_base(h, csr_, old_); \
+            new_ = KIND == 0 ? src_ : KIND == 1 ? (base_ | src_) : (base_ & ~src_); \
             csr_write(h, csr_, new_); \
         } \
         RD = old_; \
@@ -1632,25 +1799,34 @@ HANDLER(CSRRCI, CSR_OP(ins->rs1, 2, ins->rs1 != 0);)
         uint64_t va_ = RS1; \
         if ((cause = lr_host(h, va_, SZ, &p_)) != 0) \
             RAISE(cause, va_); \
+        res_release(h); \
+        __atomic_fetch_add(watch_of(h, p_), 1, __ATOMIC_SEQ_CST); \
+        h->res_host = (uintptr_t)p_; \
+        h->res_gen = __atomic_load_n(bucket_of(h, p_), __ATOMIC_SEQ_CST); \
         uint64_t v_ = SZ == 4 ? (uint64_t)(int64_t)(int32_t)__atomic_load_n((uint32_t *)p_, __ATOMIC_SEQ_CST) \
                               : __atomic_load_n((uint64_t *)p_, __ATOMIC_SEQ_CST); \
-        h->res_host = (uintptr_t)p_; \
         h->res_val = v_; \
         RD = v_; \
         NEXT(); \
     } while (0)
+/* SC succeeds only if no store took the bucket since LR (generation unchanged and
+ * even) and the word still holds the LR value; it holds the bucket while it writes. */
 #define SC_OP(T, SZ) do { \
         uint8_t *p_; \
         uint64_t va_ = RS1; \
         if ((cause = amo_host(h, va_, SZ, &p_)) != 0) \
             RAISE(cause, va_); \
         gboolean ok_ = FALSE; \
-        if (h->res_host == (uintptr_t)p_) { \
-            T exp_ = (T)h->res_val; \
-            ok_ = __atomic_compare_exchange_n((T *)p_, &exp_, (T)RS2, FALSE, \
-                                              __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+        if (h->res_host == (uintptr_t)p_ && !(h->res_gen & 1)) { \
+            uint64_t *g_ = bucket_of(h, p_), gen_ = h->res_gen; \
+            if (__atomic_compare_exchange_n(g_, &gen_, gen_ + 1, FALSE, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) { \
+                T exp_ = (T)h->res_val; \
+                ok_ = __atomic_compare_exchange_n((T *)p_, &exp_, (T)RS2, FALSE, \
+                                                  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+                bucket_unlock(g_); \
+            } \
         } \
-        h->res_host = 0; \
+        res_release(h); \
         RD = !ok_; \
         NEXT(); \
     } while (0)
@@ -1665,7 +1841,12 @@ HANDLER(SC_D, SC_OP(uint64_t, 8);)
             RAISE(cause, va_); \
         T *a_ = (T *)p_; \
         T s_ = (T)RS2; \
+        uint64_t *g_ = unlikely(watched(h, p_)) ? bucket_of(h, p_) : NULL; \
+        if (g_) \
+            bucket_lock(g_); \
         T o_ = EXPR_FETCH; \
+        if (g_) \
+            bucket_unlock(g_); \
         RD = SZ == 4 ? (uint64_t)(int64_t)(int32_t)o_ : (uint64_t)o_; \
         NEXT(); \
     } while (0)
@@ -1676,9 +1857,14 @@ HANDLER(SC_D, SC_OP(uint64_t, 8);)
             RAISE(cause, va_); \
         T *a_ = (T *)p_; \
         T s_ = (T)RS2; \
+        uint64_t *g_ = unlikely(watched(h, p_)) ? bucket_of(h, p_) : NULL; \
+        if (g_) \
+            bucket_lock(g_); \
         T o_ = __atomic_load_n(a_, __ATOMIC_RELAXED); \
         while (!__atomic_compare_exchange_n(a_, &o_, (NEWV), FALSE, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) \
             ; \
+        if (g_) \
+            bucket_unlock(g_); \
         RD = SZ == 4 ? (uint64_t)(int64_t)(int32_t)o_ : (uint64_t)o_; \
         NEXT(); \
     } while (0)

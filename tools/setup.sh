@@ -26,7 +26,7 @@ as_root() {
 BUILD_PKGS="gcc pkg-config meson ninja-build binutils gettext libglib2.0-dev libfdt-dev libsqlite3-dev
   zlib1g-dev libzstd-dev libgtk-3-dev libvte-2.91-dev desktop-file-utils appstream opensbi
   adwaita-icon-theme librsvg2-common libosinfo-1.0-dev osinfo-db"
-TEST_PKGS="acpica-tools libvirt-clients qemu-utils xvfb xauth imagemagick util-linux genisoimage"
+TEST_PKGS="acpica-tools libvirt-clients qemu-utils xvfb xauth imagemagick util-linux genisoimage qemu-user"
 
 install_pkgs() {
     need=""

@@ -36,7 +36,6 @@ dump:                            /* saves x1..x31 (not sp/gp/tp), f0..f31, fcsr;
     .globl main
 main:
     addi sp, sp, -256
-    sd ra, 248(sp)
     la s0, buf
     li s1, 0x1234
     li a0, -5
@@ -49,6 +48,11 @@ main:
     .option rvc
     c.addi4spn s1, sp, 16
     c.addi4spn a0, sp, 1020
+    .option pop
+    sub s1, s1, sp
+    sub a0, a0, sp
+    .option push
+    .option rvc
     c.ld a1, 8(s0)
     c.lw a2, 16(s0)
     c.lw a3, 20(s0)
@@ -103,8 +107,8 @@ main:
     c.fldsp fa2, 16(sp)
     c.sdsp t1, 504(sp)
     c.ldsp a1, 504(sp)
-    c.swsp a3, 252(sp)
-    c.lwsp a4, 252(sp)
+    c.swsp a3, 236(sp)
+    c.lwsp a4, 236(sp)
     li a0, 0
     li a1, 5
 1:  c.addi a0, 3
@@ -124,8 +128,6 @@ main:
     sub a2, a2, t0
     .option pop
     call dump
-    ld ra, 248(sp)
-    addi sp, sp, 256
     call rt_flush_all
     li a0, 0
-    ret
+    call rt_exit
