@@ -456,6 +456,79 @@ test_iso_os_detection(void)
     spin(200);
 }
 
+static void
+test_settings_dialog(void)
+{
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("Tiny RISC-V"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "settings", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(g_type_from_name("FerryHardwareDialog")), 5000));
+    GtkWidget *dialog = find_toplevel(g_type_from_name("FerryHardwareDialog"));
+    screenshot(dialog, "settings-dialog");
+
+    /* Memory 384 MiB, snapshot mode on: saved, and ferryctl sees it. */
+    gtk_spin_button_set_value(GTK_SPIN_BUTTON(find_exact(dialog, GTK_TYPE_SPIN_BUTTON, 0)), 384);
+    gtk_switch_set_active(GTK_SWITCH(find_exact(dialog, GTK_TYPE_SWITCH, 0)), TRUE);
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_OK);
+    spin(300);
+    g_assert_null(find_toplevel(g_type_from_name("FerryHardwareDialog")));
+    const char *show[] = { "show", "Tiny RISC-V", "--json", NULL };
+    g_autofree char *json = ferryctl_out(show);
+    g_assert_nonnull(strstr(json, "402653184"));             /* 384 MiB in bytes */
+
+    /* Open it again, let ferryctl change the VM meanwhile: Save refuses and says why. */
+    g_action_group_activate_action(G_ACTION_GROUP(library), "settings", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(g_type_from_name("FerryHardwareDialog")), 5000));
+    dialog = find_toplevel(g_type_from_name("FerryHardwareDialog"));
+    const char *edit[] = { "edit", "Tiny RISC-V", "vcpus=3", NULL };
+    g_autofree char *out = ferryctl_out(edit);
+    gtk_spin_button_set_value(GTK_SPIN_BUTTON(find_exact(dialog, GTK_TYPE_SPIN_BUTTON, 0)), 320);
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_OK);
+    spin(300);
+    g_assert_nonnull(find_toplevel(g_type_from_name("FerryHardwareDialog")));     /* still open */
+    g_assert_nonnull(find_widget(dialog, GTK_TYPE_LABEL, "Another program changed"));
+    screenshot(dialog, "settings-conflict");
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+    spin(200);
+    g_autofree char *json2 = ferryctl_out(show);
+    g_assert_nonnull(strstr(json2, "402653184"));            /* the UI did not undo ferryctl's edit */
+}
+
+static void
+test_quit_asks_while_running(void)
+{
+    const char *create[] = { "create", "Quit Test", "--arch", "riscv64", "-m", "256M", "--kernel", kernel,
+                             "--initrd", initrd, "--append", "console=ttyS0 guest_mode=shell", NULL };
+    g_autofree char *created = ferryctl_out(create);
+    g_assert_true(wait_for(row_exists, "Quit Test", 10000));
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("Quit Test"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_CONSOLE_WINDOW), 5000));
+    console = FERRY_CONSOLE_WINDOW(find_toplevel(FERRY_TYPE_CONSOLE_WINDOW));
+    g_assert_true(wait_for(vte_has, "GUEST-SHELL", 180000));
+
+    /* Another program may not start it while it runs here. */
+    const char *run[] = { ferry_test_ferryctl(), "run", "Quit Test", NULL };
+    g_autofree char *err = NULL;
+    g_assert_cmpint(ferry_test_run(run, NULL, 20000, NULL, &err), ==, 2);
+    g_assert_nonnull(strstr(err, "Ferry"));
+
+    g_action_group_activate_action(G_ACTION_GROUP(app), "quit", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(GTK_TYPE_MESSAGE_DIALOG), 5000));
+    GtkWidget *dialog = find_toplevel(GTK_TYPE_MESSAGE_DIALOG);
+    g_assert_nonnull(find_widget(dialog, GTK_TYPE_LABEL, "A Virtual Machine Is Running"));
+    screenshot(dialog, "quit-confirmation");
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);   /* Cancel: nothing happens */
+    spin(300);
+    g_assert_true(session_state_is(GINT_TO_POINTER(FERRY_VM_STATE_RUNNING)));
+    /* Force it off from the console instead (the same the dialog's Force Off does). */
+    ferry_vm_session_force_off(ferry_console_window_get_session(console));
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_STOPPED), 10000));
+    gtk_widget_destroy(GTK_WIDGET(console));
+    console = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -509,6 +582,8 @@ main(int argc, char **argv)
         g_test_add_func("/ui/5-drops", test_drops);
         g_test_add_func("/ui/6-engine-error-banner", test_engine_error_banner);
         g_test_add_func("/ui/7-iso-os-detection", test_iso_os_detection);
+        g_test_add_func("/ui/8-settings-dialog", test_settings_dialog);
+        g_test_add_func("/ui/9-quit-asks-while-running", test_quit_asks_while_running);
     }
     int rc = g_test_run();
     g_free(kernel);
