@@ -2,7 +2,8 @@
 # tools/setup.sh run|test: the two README commands for a fresh Debian 12 machine.
 #
 #   run   install the build dependencies, build Ferry, build (or take from the
-#         cache) the test guest and boot it with `ferryctl run`
+#         cache) the test guests, put a RISC-V test VM in the library when it
+#         is empty, and start the Ferry desktop app
 #   test  install the build and test dependencies, build, build the test
 #         guests, and run every test (meson test)
 #
@@ -56,9 +57,14 @@ if [ "$mode" = run ]; then
     as_root tests/guests/deps.sh
     build
     guests=$(tests/guests/build.sh)
-    exec build/app/ferryctl run --kernel "$guests/x86_64/vmlinuz" \
-        --initrd "$guests/x86_64/initramfs.cpio.gz" \
-        --append "console=ttyS0 guest_mode=shell" -m 512M --smp 2
+    # A first VM to try: the RISC-V test guest (a busybox shell), which runs
+    # on Ferry's own processor on any computer.
+    if [ -z "$(build/app/ferryctl list --json 2>/dev/null | tr -d '[:space:][]')" ]; then
+        build/app/ferryctl create "RISC-V test guest" --arch riscv64 -m 512M --smp 2 \
+            --kernel "$guests/riscv64/Image" --initrd "$guests/riscv64/initramfs.cpio.gz" \
+            --append "console=ttyS0 guest_mode=shell" >/dev/null
+    fi
+    exec build/app/ferry
 fi
 
 install_pkgs $BUILD_PKGS $TEST_PKGS
