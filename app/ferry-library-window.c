@@ -27,7 +27,8 @@ struct _FerryLibraryWindow {
     GtkListBox *list_box;
 
     FerryApplication *app;
-    GFileMonitor *db_monitor, *wal_monitor;
+    GFileMonitor *db_monitor, *wal_monitor, *lock_monitor;
+    guint states_source;
     guint reload_source;
     gint64 data_version;
     char *selected_uuid;
@@ -316,6 +317,25 @@ on_db_changed(GFileMonitor *monitor, GFile *file, GFile *other, GFileMonitorEven
     /* A commit touches the database and its WAL several times: look once. */
     if (!self->reload_source)
         self->reload_source = g_timeout_add(100, reload_if_changed, self);
+}
+
+static gboolean
+refresh_states_later(gpointer user_data)
+{
+    FerryLibraryWindow *self = user_data;
+    self->states_source = 0;
+    refresh_states(self);
+    return G_SOURCE_REMOVE;
+}
+
+/* A VM starts or stops in another process: its run lock file appears, or is
+ * closed (even by a process that was killed) or removed. */
+static void
+on_locks_changed(GFileMonitor *monitor, GFile *file, GFile *other, GFileMonitorEvent event, gpointer user_data)
+{
+    FerryLibraryWindow *self = user_data;
+    if (!self->states_source)
+        self->states_source = g_timeout_add(100, refresh_states_later, self);
 }
 
 static GFileMonitor *
@@ -811,8 +831,13 @@ ferry_library_window_dispose(GObject *object)
         g_source_remove(self->reload_source);
         self->reload_source = 0;
     }
+    if (self->states_source) {
+        g_source_remove(self->states_source);
+        self->states_source = 0;
+    }
     g_clear_object(&self->db_monitor);
     g_clear_object(&self->wal_monitor);
+    g_clear_object(&self->lock_monitor);
     self->app = NULL;
     G_OBJECT_CLASS(ferry_library_window_parent_class)->dispose(object);
 }
@@ -877,6 +902,13 @@ ferry_library_window_new(FerryApplication *app)
         self->db_monitor = watch(self, path);
         self->wal_monitor = watch(self, wal);
     }
+    /* The run locks (store/run-lock.c) live here. */
+    g_autofree char *locks = g_build_filename(g_get_user_runtime_dir(), "ferry", "running", NULL);
+    g_mkdir_with_parents(locks, 0700);
+    g_autoptr(GFile) lock_dir = g_file_new_for_path(locks);
+    self->lock_monitor = g_file_monitor_directory(lock_dir, G_FILE_MONITOR_NONE, NULL, NULL);
+    if (self->lock_monitor)
+        g_signal_connect_object(self->lock_monitor, "changed", G_CALLBACK(on_locks_changed), self, 0);
     ferry_library_window_reload(self);
     return self;
 }

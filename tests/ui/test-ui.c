@@ -8,6 +8,7 @@
 #include "ferry-new-vm-assistant.h"
 #include "../lib/ferry-test-proc.h"
 
+#include <signal.h>
 #include <string.h>
 #include <glib/gstdio.h>
 #include <vte/vte.h>
@@ -315,6 +316,23 @@ test_console_runs_guest(void)
     console = NULL;
 }
 
+static gboolean
+row_state_has(gpointer data)
+{
+    gpointer *pair = data;
+    GtkListBoxRow *row = row_named(pair[0]);
+    if (!row)
+        return FALSE;
+    GtkWidget *box = gtk_bin_get_child(GTK_BIN(row));
+    GList *children = gtk_container_get_children(GTK_CONTAINER(box));
+    gboolean hit = FALSE;
+    for (GList *l = children; l; l = l->next)
+        if (GTK_IS_LABEL(l->data) && strstr(gtk_label_get_text(l->data), pair[1]))
+            hit = TRUE;
+    g_list_free(children);
+    return hit;
+}
+
 static void
 test_library_follows_ferryctl(void)
 {
@@ -322,6 +340,21 @@ test_library_follows_ferryctl(void)
     g_autofree char *out = ferryctl_out(args);
     /* No polling timer: the file monitor and PRAGMA data_version. */
     g_assert_true(wait_for(row_exists, "made-by-ferryctl", 10000));
+
+    /* Run it in ferryctl: the row says so, and says "Off" once ferryctl is killed. */
+    const char *run[] = { ferry_test_ferryctl(), "run", "made-by-ferryctl", "--serial", "none", NULL };
+    g_autoptr(GError) error = NULL;
+    FerryTestProc *p = ferry_test_proc_spawn(run, &error);
+    g_assert_no_error(error);
+    gpointer running[2] = { (gpointer) "made-by-ferryctl", (gpointer) "Running in ferryctl (pid" };
+    g_assert_true(wait_for(row_state_has, running, 20000));
+    screenshot(GTK_WIDGET(library), "library-running-elsewhere");
+    ferry_test_proc_kill(p, SIGKILL);
+    ferry_test_proc_wait(p, 10000);
+    ferry_test_proc_free(p);
+    gpointer off[2] = { (gpointer) "made-by-ferryctl", (gpointer) "Off" };
+    g_assert_true(wait_for(row_state_has, off, 10000));
+
     const char *del[] = { "delete", "made-by-ferryctl", "--yes", NULL };
     g_autofree char *out2 = ferryctl_out(del);
     gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
