@@ -821,6 +821,28 @@ restore_window_state(FerryLibraryWindow *self)
         gtk_window_maximize(GTK_WINDOW(self));
 }
 
+/* FERRY_REPORT_STARTUP=1 prints how long the library took to appear (for
+ * tests/bench/app-startup.sh); "quit" also quits. */
+gint64 ferry_main_start_us;          /* set by main() */
+
+static gboolean
+on_first_draw(GtkWidget *widget, cairo_t *cr, gpointer user_data)
+{
+    FerryLibraryWindow *self = FERRY_LIBRARY_WINDOW(widget);
+    const char *report = g_getenv("FERRY_REPORT_STARTUP");
+    GList *rows = gtk_container_get_children(GTK_CONTAINER(self->list_box));
+
+    g_signal_handlers_disconnect_by_func(widget, on_first_draw, user_data);
+    if (report && ferry_main_start_us) {
+        g_printerr("FERRY-STARTUP ms=%.1f vms=%u\n",
+                   (g_get_monotonic_time() - ferry_main_start_us) / 1000.0, g_list_length(rows));
+        if (!g_strcmp0(report, "quit"))
+            g_idle_add((GSourceFunc) (void (*)(void)) g_application_quit, self->app);
+    }
+    g_list_free(rows);
+    return FALSE;
+}
+
 static void
 ferry_library_window_dispose(GObject *object)
 {
@@ -886,6 +908,7 @@ ferry_library_window_init(FerryLibraryWindow *self)
     setup_drop(self, GTK_WIDGET(self->list_box));
     setup_drop(self, GTK_WIDGET(self->stack));
     g_signal_connect(self, "delete-event", G_CALLBACK(on_delete_event), NULL);
+    g_signal_connect_after(self, "draw", G_CALLBACK(on_first_draw), NULL);
 }
 
 FerryLibraryWindow *

@@ -4,9 +4,12 @@
 #include <glib/gi18n.h>
 #include <locale.h>
 
+extern gint64 ferry_main_start_us;   /* ferry-library-window.c */
+
 int
 main(int argc, char **argv)
 {
+    ferry_main_start_us = g_get_monotonic_time();
     setlocale(LC_ALL, "");
     bindtextdomain(GETTEXT_PACKAGE, FERRY_LOCALEDIR);
     bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
