@@ -33,13 +33,85 @@ usage_error(GOptionContext *ctx, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* "on", "off" and their friends. */
+static gboolean
+parse_switch(const char *s, gboolean *out)
+{
+    static const char *const on[] = { "on", "yes", "true", "1" }, *const off[] = { "off", "no", "false", "0" };
+    for (guint i = 0; i < G_N_ELEMENTS(on); i++) {
+        if (!g_ascii_strcasecmp(s, on[i]) || !g_ascii_strcasecmp(s, off[i])) {
+            *out = !g_ascii_strcasecmp(s, on[i]);
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+/* --drive file=F,format=raw|qcow2,readonly=on|off (",," is a comma in F,
+ * as in QEMU). Fills d; NULL, or the problem (caller frees). */
+static char *
+parse_drive(const char *spec, FerryDriveConfig *d)
+{
+    g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+    GString *cur = g_string_new(NULL);
+
+    for (const char *p = spec; ; p++) {
+        if (*p == ',' && p[1] == ',') {
+            g_string_append_c(cur, ',');
+            p++;
+        } else if (*p == ',' || !*p) {
+            g_ptr_array_add(parts, g_string_free(cur, FALSE));
+            if (!*p)
+                break;
+            cur = g_string_new(NULL);
+        } else {
+            g_string_append_c(cur, *p);
+        }
+    }
+    for (guint i = 0; i < parts->len; i++) {
+        const char *kv = parts->pdata[i], *eq = strchr(kv, '=');
+        if (!eq)
+            return g_strdup_printf("'%s' in --drive %s is not KEY=VALUE", kv, spec);
+        g_autofree char *key = g_strndup(kv, eq - kv);
+        const char *val = eq + 1;
+        if (!strcmp(key, "file") && *val) {
+            g_free(d->path);
+            d->path = g_strdup(val);
+        } else if (!strcmp(key, "format") && (!strcmp(val, "raw") || !strcmp(val, "qcow2"))) {
+            g_free(d->format);
+            d->format = g_strdup(val);
+        } else if (!strcmp(key, "readonly") && parse_switch(val, &d->readonly)) {
+            /* set */
+        } else if ((!strcmp(key, "if") && !strcmp(val, "virtio")) ||
+                   (!strcmp(key, "media") && !strcmp(val, "disk"))) {
+            /* what Ferry does anyway */
+        } else {
+            return g_strdup_printf("invalid '%s' in --drive %s: use file=FILE, format=raw|qcow2, "
+                                   "readonly=on|off", kv, spec);
+        }
+    }
+    if (!d->path)
+        return g_strdup_printf("--drive %s has no file=FILE", spec);
+    return NULL;
+}
+
+static void
+drive_config_clear(FerryDriveConfig *d)
+{
+    g_clear_pointer(&d->path, g_free);
+    g_clear_pointer(&d->format, g_free);
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
     g_autofree char *arch = NULL, *kernel = NULL, *initrd = NULL, *append = NULL, *bios = NULL;
     g_autofree char *memory = NULL, *serial = NULL, *monitor = NULL, *kvm_device = NULL, *accel = NULL;
     gint smp = 1;
-    gboolean no_reboot = FALSE;
+    gboolean no_reboot = FALSE, snapshot = FALSE;
+    g_autofree char *hda = NULL, *hdb = NULL, *hdc = NULL, *hdd = NULL;
+    char **hd[FERRY_MAX_DISKS] = { &hda, &hdb, &hdc, &hdd };
+    g_auto(GStrv) drives = NULL;
     GOptionEntry entries[] = {
         { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Guest architecture: x86_64 (KVM) or riscv64", "ARCH" },
         { "accel", 0, 0, G_OPTION_ARG_STRING, &accel, "Accelerator: kvm or soft", "ACCEL" },
@@ -52,6 +124,14 @@ cmd_run(int argc, char **argv)
         { "serial", 0, 0, G_OPTION_ARG_STRING, &serial, "Serial console: stdio, pty, unix:PATH or none (default stdio)", "DEV" },
         { "monitor", 0, 0, G_OPTION_ARG_STRING, &monitor, "Monitor: stdio or unix:PATH", "DEV" },
         { "no-reboot", 0, 0, G_OPTION_ARG_NONE, &no_reboot, "Exit instead of rebooting", NULL },
+        { "hda", 0, 0, G_OPTION_ARG_FILENAME, &hda, "First hard disk image (vda in the guest)", "FILE" },
+        { "hdb", 0, 0, G_OPTION_ARG_FILENAME, &hdb, "Second hard disk image (vdb)", "FILE" },
+        { "hdc", 0, 0, G_OPTION_ARG_FILENAME, &hdc, "Third hard disk image (vdc)", "FILE" },
+        { "hdd", 0, 0, G_OPTION_ARG_FILENAME, &hdd, "Fourth hard disk image (vdd)", "FILE" },
+        { "drive", 0, 0, G_OPTION_ARG_STRING_ARRAY, &drives,
+          "A hard disk in the next free slot (repeat, up to 4 in all)", "file=FILE[,format=raw|qcow2][,readonly=on|off]" },
+        { "snapshot", 0, 0, G_OPTION_ARG_NONE, &snapshot,
+          "Write to temporary overlays, not to the disk images (monitor: commit, discard)", NULL },
         { "kvm-device", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &kvm_device, "KVM device (default /dev/kvm)", "PATH" },
         { NULL }
     };
@@ -60,7 +140,20 @@ cmd_run(int argc, char **argv)
     FerryVmConfig config;
     gboolean serial_on_stdio = FALSE, monitor_on_stdio = FALSE;
 
-    if (ferryctl_vm_run_names_vm(argc, argv))
+    /* The disk options take a value too: hide them (and their values) from
+     * the check for a NAME. */
+    g_autoptr(GPtrArray) plain = g_ptr_array_new();
+    for (int i = 0; i < argc; i++) {
+        static const char *const disk_opts[] = { "--hda", "--hdb", "--hdc", "--hdd", "--drive", NULL };
+        if (!strcmp(argv[i], "--"))
+            for (; i < argc; i++)
+                g_ptr_array_add(plain, argv[i]);
+        else if (g_strv_contains(disk_opts, argv[i]))
+            i++;
+        else
+            g_ptr_array_add(plain, argv[i]);
+    }
+    if (ferryctl_vm_run_names_vm(plain->len, (char **) plain->pdata))
         return ferryctl_vm_run(argc, argv);     /* `ferryctl run NAME`: a VM of the library */
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_set_summary(ctx, "Serial on stdio: Ctrl-A x quits, Ctrl-A c switches to the monitor.");
@@ -114,7 +207,42 @@ cmd_run(int argc, char **argv)
             return usage_error(ctx, "invalid --monitor '%s': use stdio or unix:PATH", monitor);
     }
 
-    return ferryctl_run_vm(&config, serial_on_stdio, monitor_on_stdio);
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        config.disks[i].path = g_strdup(*hd[i]);
+    guint slot = 0;
+    for (guint k = 0; drives && drives[k]; k++) {
+        while (slot < FERRY_MAX_DISKS && config.disks[slot].path)
+            slot++;
+        if (slot == FERRY_MAX_DISKS) {
+            for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+                drive_config_clear(&config.disks[i]);
+            return usage_error(ctx, "too many hard disks: at most %d (--hda..--hdd and --drive together)",
+                               FERRY_MAX_DISKS);
+        }
+        g_autofree char *problem = parse_drive(drives[k], &config.disks[slot]);
+        if (problem) {
+            for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+                drive_config_clear(&config.disks[i]);
+            return usage_error(ctx, "%s", problem);
+        }
+    }
+    config.snapshot = snapshot;
+    if (snapshot) {
+        /* Changes a crashed one-off run left behind: say where they are. */
+        g_autoptr(GPtrArray) left = ferry_vm_config_list_leftovers(&config, NULL);
+        for (guint i = 0; left && i < left->len; i++) {
+            FerryVmLeftover *l = left->pdata[i];
+            g_printerr("ferryctl: note: an earlier --snapshot run left %.1f MiB of changes to %s "
+                       "in %s (not used by this run; 'ferryctl img commit' writes them, deleting "
+                       "the file drops them)\n", l->pending_bytes / 1048576.0, l->base_path,
+                       l->overlay_path);
+        }
+    }
+
+    int status = ferryctl_run_vm(&config, serial_on_stdio, monitor_on_stdio);
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        drive_config_clear(&config.disks[i]);
+    return status;
 }
 
 typedef struct {

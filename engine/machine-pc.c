@@ -4,12 +4,17 @@
  * (--bios) ends at 4 GiB with its last 128 KiB copied below 1 MiB. The
  * in-kernel irqchip (PIC, IOAPIC, LAPIC) and PIT belong to KVM; the devices
  * below are ours, listed in order in build(). A Linux kernel (--kernel) is
- * started through its 64-bit or PVH entry with ACPI tables at 0xE0000. */
+ * started through its 64-bit or PVH entry with ACPI tables at 0xE0000.
+ * Hard disks are virtio-blk on virtio-mmio at 0xD0000000 + n*0x1000 (hda..hdd),
+ * described to a directly booted kernel by virtio_mmio.device= words on
+ * its command line, in order, so Linux names them vda..vdd. */
 #include "vm-private.h"
 #include "acpi-private.h"
 
 #include "../devices/uart-16550.h"
 #include "../devices/pc-devices.h"
+#include "../devices/virtio/mmio.h"
+#include "../devices/virtio/blk.h"
 
 #include <errno.h>
 #include <string.h>
@@ -24,10 +29,17 @@
 #define ACPI_TABLES_ROOM 0x20000u
 #define PM_BASE          0x600
 #define SCI_IRQ          9
+#define VIRTIO_BASE      0xD0000000u     /* in the hole below 4 GiB: RAM stops at 3 GiB */
+
+/* ISA interrupt lines nothing else on this machine uses (COM2/LPT/PCI
+ * ones), one per disk slot; below 16 so Linux's IRQ number is the GSI. */
+static const guint virtio_gsi[FERRY_MAX_DISKS] = { 5, 7, 10, 11 };
 
 typedef struct {
     FerryIrq irq[24];
     FerryDevice *com1, *rtc, *i8042, *pm, *cf9;
+    FerryDevice *virtio[FERRY_MAX_DISKS];      /* NULL for an empty slot */
+    FerryVirtioDevice *blk[FERRY_MAX_DISKS];   /* owned by their transports */
     guint8 *ram;
     guint64 ram_size, low_size;
     guint8 *bios;               /* page-aligned copy of the firmware file */
@@ -175,7 +187,37 @@ pc_build(FerryVm *vm, GError **error)
         return FALSE;
     ferry_bus_map_ignored(vm->io_bus, 0x80, 1);     /* POST codes */
     set_cmos_memory(pc, vm);
+
+    if (!ferry_vm_disks_open(vm, error))
+        return FALSE;
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
+        if (!vm->disks[i].bs)
+            continue;
+        guint64 base = VIRTIO_BASE + 0x1000ULL * i;
+        g_autofree char *id = g_strdup_printf("virtio-mmio@%" G_GINT64_MODIFIER "x", base);
+        g_autofree char *serial = g_strdup_printf("ferry-%s", vm->disks[i].name);
+        pc->blk[i] = ferry_virtio_blk_new(vm->disks[i].bs, serial, vm->disks[i].readonly);
+        pc->virtio[i] = ferry_virtio_mmio_new(id, pc->blk[i], &pc->irq[virtio_gsi[i]], &vm->mem);
+        if (!map_device(vm->mmio_bus, base, FERRY_VIRTIO_MMIO_SIZE, pc->virtio[i], error))
+            return FALSE;
+    }
     return TRUE;
+}
+
+char *
+ferry_machine_pc_kernel_cmdline(FerryVm *vm)
+{
+    GString *s = g_string_new(vm->config->cmdline);
+
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
+        if (!vm->disks[i].bs)
+            continue;
+        if (s->len)
+            g_string_append_c(s, ' ');
+        g_string_append_printf(s, "virtio_mmio.device=4K@0x%x:%u", VIRTIO_BASE + 0x1000u * i,
+                               virtio_gsi[i]);
+    }
+    return g_string_free(s, FALSE);
 }
 
 static gboolean
@@ -209,9 +251,10 @@ pc_load(FerryVm *vm, GError **error)
         gsize klen = 0, ilen = 0;
         const guint8 *k = g_bytes_get_data(pc->kernel, &klen);
         const guint8 *i = pc->initrd ? g_bytes_get_data(pc->initrd, &ilen) : NULL;
+        g_autofree char *cmdline = ferry_machine_pc_kernel_cmdline(vm);
         FerryX86BootParams bp = {
             .kernel = k, .kernel_len = klen, .initrd = i, .initrd_len = ilen,
-            .cmdline = c->cmdline, .ram_size = pc->ram_size, .rsdp_gpa = rsdp,
+            .cmdline = cmdline, .ram_size = pc->ram_size, .rsdp_gpa = rsdp,
             .kernel_name = c->kernel_path,
         };
         if (!ferry_x86_boot_load(&bp, pc->ram, &vm->x86_entry, error))
@@ -230,6 +273,9 @@ pc_reset_devices(FerryVm *vm)
     ferry_device_reset(pc->i8042);
     ferry_device_reset(pc->pm);
     ferry_device_reset(pc->cf9);
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        if (pc->virtio[i])
+            ferry_device_reset(pc->virtio[i]);
 }
 
 static void
@@ -245,6 +291,13 @@ pc_destroy(FerryVm *vm)
     Pc *pc = vm->machine;
     if (!pc)
         return;
+    /* No vCPU runs any more; disk requests in flight end before their
+     * queues go. */
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
+        if (pc->blk[i])
+            ferry_virtio_blk_drain(pc->blk[i]);
+        ferry_device_free(pc->virtio[i]);
+    }
     ferry_device_free(pc->com1);
     ferry_device_free(pc->rtc);
     ferry_device_free(pc->i8042);

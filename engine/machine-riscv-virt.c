@@ -17,6 +17,7 @@
 #include "../devices/riscv-devices.h"
 #include "../devices/virtio/mmio.h"
 #include "../devices/virtio/input.h"
+#include "../devices/virtio/blk.h"
 
 #include <errno.h>
 #include <string.h>
@@ -54,6 +55,7 @@ typedef struct {
     FerryIrq virtio_irq[VIRTIO_SLOTS];
     FerryDevice *virtio[VIRTIO_SLOTS];
     FerryVirtioDevice *power_button;   /* virtio-input in the last slot, owned by its transport */
+    FerryVirtioDevice *blk[FERRY_MAX_DISKS];   /* virtio-blk in slots 0..3, owned by their transports */
 } Virt;
 
 /* Slots 0..3 take the hard disks (vda..vdd, the guest probes in address
@@ -154,6 +156,9 @@ virt_build(FerryVm *vm, GError **error)
         v->ctx_out[2 * h + 1] = (FerryIrq) { hart_line_set, vm, h * FERRY_RV_LINES_PER_HART + 9 };
     }
 
+    if (!ferry_vm_disks_open(vm, error))
+        return FALSE;
+
     /* The device table, in order. */
     v->test = ferry_sifive_test_new(&vm->platform);
     v->clint = ferry_clint_new(n, v->msip, v->mtip);
@@ -165,6 +170,10 @@ virt_build(FerryVm *vm, GError **error)
         FerryVirtioDevice *backend = NULL;
         if (i == POWER_BUTTON_SLOT)
             backend = v->power_button = ferry_virtio_input_new();
+        else if (i < FERRY_MAX_DISKS && vm->disks[i].bs) {
+            g_autofree char *serial = g_strdup_printf("ferry-%s", vm->disks[i].name);
+            backend = v->blk[i] = ferry_virtio_blk_new(vm->disks[i].bs, serial, vm->disks[i].readonly);
+        }
         ferry_plic_irq_init(v->plic, &v->virtio_irq[i], 1 + i);
         v->virtio[i] = ferry_virtio_mmio_new(id, backend, &v->virtio_irq[i], &vm->mem);
         if (!map_device(vm->mmio_bus, VIRTIO_BASE + 0x1000ULL * i, FERRY_VIRTIO_MMIO_SIZE, v->virtio[i], error))
@@ -537,6 +546,11 @@ virt_destroy(FerryVm *vm)
     Virt *v = vm->machine;
     if (!v)
         return;
+    /* No vCPU runs any more; requests still in flight end before their
+     * queues go. */
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        if (v->blk[i])
+            ferry_virtio_blk_drain(v->blk[i]);
     for (guint i = 0; i < VIRTIO_SLOTS; i++)
         ferry_device_free(v->virtio[i]);
     ferry_device_free(v->uart);

@@ -50,7 +50,8 @@ cmd_info(FerryVm *vm, char **argv, GString *out, gboolean *quit)
     if (!what) {
         g_string_append(out, "info status -- show the VM's run state\n"
                              "info cpus -- show the virtual CPUs\n"
-                             "info registers -- show the CPU registers\n");
+                             "info registers -- show the CPU registers\n"
+                             "info block -- show the hard disks and their snapshot overlays\n");
         return;
     }
     if (!strcmp(what, "status")) {
@@ -58,6 +59,10 @@ cmd_info(FerryVm *vm, char **argv, GString *out, gboolean *quit)
                          : s == FERRY_VM_STATE_PAUSED ? "paused"
                          : s == FERRY_VM_STATE_STOPPED ? "shutdown" : "prelaunch";
         g_string_append_printf(out, "VM status: %s\n", text);
+        return;
+    }
+    if (!strcmp(what, "block")) {
+        ferry_vm_disks_info(vm, out);
         return;
     }
     if (!strcmp(what, "cpus") || !strcmp(what, "registers")) {
@@ -109,6 +114,20 @@ cmd_reset(FerryVm *vm, char **argv, GString *out, gboolean *quit)
     ferry_vm_do_reset(vm);
 }
 
+/* Snapshot mode: blocks the engine thread until the base images are
+ * written; the guest's disk requests wait meanwhile, its CPUs do not. */
+static void
+cmd_commit(FerryVm *vm, char **argv, GString *out, gboolean *quit)
+{
+    ferry_vm_disks_commit_text(vm, argv[1], out);
+}
+
+static void
+cmd_discard(FerryVm *vm, char **argv, GString *out, gboolean *quit)
+{
+    ferry_vm_disks_discard_text(vm, argv[1], out);
+}
+
 static void
 cmd_quit(FerryVm *vm, char **argv, GString *out, gboolean *quit)
 {
@@ -117,11 +136,14 @@ cmd_quit(FerryVm *vm, char **argv, GString *out, gboolean *quit)
 
 static const Command commands[] = {
     { "help", "", "show this list", cmd_help },
-    { "info", "status|cpus|registers", "show information about the VM", cmd_info },
+    { "info", "status|cpus|registers|block", "show information about the VM", cmd_info },
     { "stop", "", "pause the VM", cmd_stop },
     { "cont", "", "resume the VM", cmd_cont },
     { "system_powerdown", "", "press the power button", cmd_powerdown },
     { "system_reset", "", "reset the VM", cmd_reset },
+    { "commit", "[all|DRIVE]", "snapshot mode: write the changes into the disk images", cmd_commit },
+    { "discard", "[all|DRIVE]", "snapshot mode: drop the changes made since the start or the last commit",
+      cmd_discard },
     { "quit", "", "stop the VM at once and quit", cmd_quit },
     { NULL, NULL, NULL, NULL },
 };

@@ -12,7 +12,18 @@
 #include "../devices/chardev.h"
 #include "boot-x86-private.h"
 
+typedef struct FerryBlock FerryBlock;
+
 typedef struct FerryAccelOps FerryAccelOps;
+
+/* One hard disk slot (vm-disks.c). */
+typedef struct {
+    FerryBlock *bs;                       /* NULL: empty slot; else the image, or its overlay */
+    char name[4];                         /* "hda" */
+    char *format;                         /* the image's format ("raw", "qcow2") */
+    gboolean readonly;
+    gboolean overlay;                     /* snapshot mode: bs is a ferry_overlay_open() one */
+} FerryVmDisk;
 typedef struct FerryMachineOps FerryMachineOps;
 
 struct FerryAccelOps {
@@ -87,6 +98,14 @@ struct FerryVm {
 
     guint64 resets;                       /* for info status and tests */
 
+    /* Hard disks, opened by the machine's build() (ferry_vm_disks_open),
+     * closed by teardown after the machine's devices are gone. */
+    FerryVmDisk disks[FERRY_MAX_DISKS];
+    char *snapshot_dir;                   /* where the overlays live */
+    gboolean snapshot_dir_private;        /* a one-off run's: removed at teardown */
+    GThreadPool *disk_jobs;               /* commit/discard/query from the API, one at a time */
+    GMutex disk_jobs_lock;
+
     /* x86: where the boot CPU starts when a kernel is loaded directly
      * (machine load() fills it; the accelerator applies it). */
     gboolean have_x86_entry;
@@ -114,6 +133,27 @@ void ferry_vm_do_stop(FerryVm *vm, FerryVmStopReason reason);
 void ferry_vm_do_power_button(FerryVm *vm);
 FerryVmState ferry_vm_state_locked_get(FerryVm *vm);
 
+/* Any thread: a reference that keeps the struct (not the VM's run) alive. */
+FerryVm *ferry_vm_ref(FerryVm *vm);
+void     ferry_vm_unref(gpointer vm);
+
+/* vm-disks.c */
+/* Opens the config's disks into vm->disks (snapshot overlays included).
+ * Called by each machine's build(); errors name the file and the fix. */
+gboolean ferry_vm_disks_open(FerryVm *vm, GError **error);
+/* Waits until no guest disk request is in flight (their completions
+ * interrupt through the accelerator). vCPUs must be paused or gone. */
+void     ferry_vm_disks_drain(FerryVm *vm);
+/* Waits for disk jobs, closes the disks, removes a private snapshot folder
+ * (discarding its changes) and empty overlays. Idempotent. */
+void     ferry_vm_disks_close(FerryVm *vm);
+/* Monitor: `info block`, `commit [all|DRIVE]`, `discard [all|DRIVE]`.
+ * Engine thread (or the caller's before start); commit and discard block
+ * until done. */
+void     ferry_vm_disks_info(FerryVm *vm, GString *out);
+void     ferry_vm_disks_commit_text(FerryVm *vm, const char *drive, GString *out);
+void     ferry_vm_disks_discard_text(FerryVm *vm, const char *drive, GString *out);
+
 /* monitor.c */
 /* Engine thread: runs one command line, returns the reply text (caller frees);
  * *quit set when the command ends the VM. */
@@ -128,5 +168,8 @@ extern const FerryMachineOps ferry_machine_riscv_virt;
 extern const FerryAccelOps ferry_accel_kvm;
 extern const FerryAccelOps ferry_accel_soft;
 
+/* machine-pc.c: the command line a directly booted kernel gets: the
+ * config's plus a virtio_mmio.device= word per hard disk (caller frees). */
+char *ferry_machine_pc_kernel_cmdline(FerryVm *vm);
 /* machine-pc.c: the firmware image for the accelerator's ROM slot. */
 const guint8 *ferry_machine_pc_get_bios(FerryVm *vm, gsize *size);

@@ -160,6 +160,20 @@ vm_ref(FerryVm *vm)
     return vm;
 }
 
+static void vm_unref(gpointer data);
+
+FerryVm *
+ferry_vm_ref(FerryVm *vm)
+{
+    return vm_ref(vm);
+}
+
+void
+ferry_vm_unref(gpointer vm)
+{
+    vm_unref(vm);
+}
+
 /* Frees what the VM holds outside this struct (RAM, devices, sockets).
  * Called once no engine or vCPU thread runs: from ferry_vm_free(), so a
  * socket path is gone when it returns, or from the last unref. */
@@ -167,11 +181,13 @@ static void
 teardown(FerryVm *vm)
 {
     if (vm->accel_ops && vm->accel) {
+        ferry_vm_disks_drain(vm);
         vm->accel_ops->destroy(vm);
         vm->accel = NULL;
     }
     if (vm->machine_ops && vm->machine_ops->destroy)
         vm->machine_ops->destroy(vm);
+    ferry_vm_disks_close(vm);
     g_clear_pointer(&vm->serial_chr, ferry_chardev_free);
     g_clear_pointer(&vm->monitor_chr, ferry_chardev_free);
     g_clear_pointer(&vm->io_bus, ferry_bus_free);
@@ -191,6 +207,7 @@ vm_unref(gpointer data)
     g_byte_array_unref(vm->serial_pending);
     g_mutex_clear(&vm->state_lock);
     g_mutex_clear(&vm->serial_lock);
+    g_mutex_clear(&vm->disk_jobs_lock);
     if (vm->ctx)
         g_main_context_unref(vm->ctx);
     if (vm->loop)
@@ -378,8 +395,14 @@ ferry_vm_do_stop(FerryVm *vm, FerryVmStopReason reason)
     if (s == FERRY_VM_STATE_STOPPED)
         return;
     fail_locked_reason(vm, reason);
-    if (vm->accel_ops && vm->accel)
+    if (vm->accel_ops && vm->accel) {
+        /* Disk requests complete on block workers and raise interrupts
+         * through the accelerator: stop the vCPUs, let what they started
+         * finish, then take the accelerator away. */
+        vm->accel_ops->pause(vm);
+        ferry_vm_disks_drain(vm);
         vm->accel_ops->destroy(vm);
+    }
     vm->accel = NULL;
     if (vm->serial_chr)
         ferry_chardev_detach(vm->serial_chr);
@@ -744,11 +767,22 @@ validate(const FerryVmConfig *c, GError **error)
         return FALSE;
     }
     for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
-        if (c->disks[i].path) {
+        const FerryDriveConfig *d = &c->disks[i];
+        if (!d->path)
+            continue;
+        if (d->format && strcmp(d->format, "raw") && strcmp(d->format, "qcow2")) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "Hard disks are not emulated by this version of Ferry yet: remove %s",
-                        c->disks[i].path);
+                        "Hard disk hd%c %s: unknown format '%s': choose raw or qcow2",
+                        'a' + i, d->path, d->format);
             return FALSE;
+        }
+        for (guint j = 0; j < i; j++) {
+            if (c->disks[j].path && !strcmp(c->disks[j].path, d->path)) {
+                g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                            "%s is given as hd%c and as hd%c: a disk image can be one drive only",
+                            d->path, 'a' + j, 'a' + i);
+                return FALSE;
+            }
         }
     }
     return check_file("firmware", c->bios_path, error) &&
@@ -795,6 +829,7 @@ ferry_vm_new(const FerryVmConfig *config, GMainContext *context,
     vm->user_data = user_data;
     g_mutex_init(&vm->state_lock);
     g_mutex_init(&vm->serial_lock);
+    g_mutex_init(&vm->disk_jobs_lock);
     vm->serial_pending = g_byte_array_new();
     vm->monitor_line = g_string_new(NULL);
     vm->machine_ops = machine_ops;

@@ -57,7 +57,7 @@
 #define MAX_SNAPSHOT_TABLE      (64u << 20)
 #define MAX_BACKING_NAME        1023
 #define L2_CACHE_BYTES          (4u << 20)
-#define RB_CACHE_SLOTS          8
+#define RB_CACHE_SLOTS          32
 #define MAX_ALLOC_RUN           512             /* clusters written by one pwritev */
 
 typedef struct {
@@ -449,40 +449,71 @@ grow_refcount_table(Qcow2 *s, guint64 need_idx)
     return refcount_change(s, old_offset >> s->cluster_bits, old_clusters, -1, FALSE);
 }
 
-/* Allocates n contiguous clusters (refcount 1); *offset is the first. */
+static gboolean
+range_hits(Qcow2 *s, guint64 cluster, guint64 n, guint64 offset, guint64 bytes)
+{
+    if (!bytes)
+        return FALSE;
+    guint64 first = offset >> s->cluster_bits, last = (offset + bytes - 1) >> s->cluster_bits;
+    return cluster <= last && first < cluster + n;
+}
+
+/* Clusters a corrupt refcount calls free may be the header or a table:
+ * never hand those out (the tables a flush rewrites most of all). */
+static gboolean
+overlaps_metadata(Qcow2 *s, guint64 cluster, guint64 n)
+{
+    return cluster == 0 ||
+           range_hits(s, cluster, n, s->l1_offset, (guint64) s->l1_size * 8) ||
+           range_hits(s, cluster, n, s->rt_offset, (guint64) s->rt_clusters * s->cluster_size) ||
+           range_hits(s, cluster, n, s->snapshots_offset, s->snapshots_size);
+}
+
+/* Allocates up to n contiguous clusters (refcount 1) at the first free
+ * spot: *offset is the first, *got how many (all n when got is NULL). */
 static int
-alloc_clusters(Qcow2 *s, guint64 n, guint64 *offset)
+alloc_clusters(Qcow2 *s, guint64 n, guint64 *offset, guint64 *got)
 {
     for (;;) {
-        guint64 c = s->free_hint, start = c, run = 0;
-        gboolean seen_free = FALSE;
-        while (run < n) {
-            guint64 rc = 0;
-            if (c >= s->end_cluster) {
-                /* Past everything in use: all free. */
-                if (run == 0)
-                    start = c;
-                run = n;
-                break;
-            }
+        guint64 c = s->free_hint, rc = 0;
+        while (c < s->end_cluster) {
             int r = refcount_get(s, c, &rc);
             if (r < 0)
                 return r;
-            if (rc == 0) {
-                if (run++ == 0)
-                    start = c;
-                seen_free = TRUE;
-            } else {
-                run = 0;
-                if (!seen_free)
-                    s->free_hint = c + 1;
-            }
+            if (rc == 0)
+                break;
             c++;
         }
-        if ((start + n) << s->cluster_bits > MAX_HOST_OFFSET)
+        s->free_hint = c;       /* everything below is in use */
+        guint64 start = c, k = 1;
+        if (got) {
+            while (k < n && start + k < s->end_cluster) {
+                int r = refcount_get(s, start + k, &rc);
+                if (r < 0)
+                    return r;
+                if (rc)
+                    break;
+                k++;
+            }
+            if (start + k >= s->end_cluster)
+                k = n;          /* past everything in use: all free */
+        } else {
+            k = n;
+            for (guint64 i = 1; i < n && start + i < s->end_cluster; i++) {
+                int r = refcount_get(s, start + i, &rc);
+                if (r < 0)
+                    return r;
+                if (rc) {
+                    /* Not enough room here: take the end of the file. */
+                    start = s->end_cluster;
+                    break;
+                }
+            }
+        }
+        if ((start + k) << s->cluster_bits > MAX_HOST_OFFSET)
             return -EFBIG;
         gboolean changed = FALSE;
-        for (guint64 b = start / s->rb_entries; b <= (start + n - 1) / s->rb_entries; b++) {
+        for (guint64 b = start / s->rb_entries; b <= (start + k - 1) / s->rb_entries; b++) {
             int r = 0;
             if (b >= s->rt_entries)
                 r = grow_refcount_table(s, b);
@@ -497,13 +528,18 @@ alloc_clusters(Qcow2 *s, guint64 n, guint64 *offset)
         }
         if (changed)
             continue;
-        int r = refcount_change(s, start, n, 1, TRUE);
+        if (overlaps_metadata(s, start, k))
+            return corrupt(s, "clusters %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT " have refcount 0 "
+                           "but hold metadata", start, start + k - 1);
+        int r = refcount_change(s, start, k, 1, TRUE);
         if (r < 0)
             return r;
-        s->end_cluster = MAX(s->end_cluster, start + n);
+        s->end_cluster = MAX(s->end_cluster, start + k);
         if (start == s->free_hint)
-            s->free_hint = start + n;
+            s->free_hint = start + k;
         *offset = start << s->cluster_bits;
+        if (got)
+            *got = k;
         return 0;
     }
 }
@@ -558,7 +594,7 @@ l2_load(Qcow2 *s, guint64 offset, gboolean fresh, L2Slot **out)
     L2Slot *victim = &s->l2_cache[0];
     for (guint i = 0; i < s->l2_slots; i++) {
         L2Slot *slot = &s->l2_cache[i];
-        if (slot->offset == offset) {
+        if (slot->offset == offset && slot->table) {
             slot->lru = ++s->lru_clock;
             *out = slot;
             return 0;
@@ -640,7 +676,7 @@ l2_for_write(Qcow2 *s, guint64 l1i, L2Slot **out)
         copy = g_memdup2(slot->table, s->cluster_size);
     }
     guint64 offset;
-    int r = alloc_clusters(s, 1, &offset);
+    int r = alloc_clusters(s, 1, &offset, NULL);
     if (r < 0)
         return r;
     /* The new table's content goes to disk now; the L1 entry naming it
@@ -1051,7 +1087,7 @@ write_locked(Qcow2 *s, guint64 offset, const struct iovec *iov, int niov, guint6
         }
         /* Allocation touches refcount blocks only: slot stays cached. */
         guint64 host;
-        r = alloc_clusters(s, k, &host);
+        r = alloc_clusters(s, k, &host, &k);
         if (r < 0)
             return r;
         guint64 run_end = MIN((first + k) << s->cluster_bits, end);
@@ -1120,6 +1156,9 @@ zero_locked(Qcow2 *s, guint64 offset, guint64 len, gboolean discard)
         offset += head;
         len -= head;
     }
+    if (!len)
+        return 0;
+    g_assert((offset & (cs - 1)) == 0);
     guint64 tail = len & (cs - 1);
     guint64 full = len - tail;
     /* The disk's last, partial cluster counts as whole. */
@@ -1230,8 +1269,8 @@ qcow2_block_status(FerryBlock *bs, guint64 offset, guint64 *len)
 static gboolean
 qcow2_probe(const guint8 *head, gsize len)
 {
-    return len >= 8 && ferry_be32(head) == QCOW2_MAGIC &&
-           (ferry_be32(head + 4) == 2 || ferry_be32(head + 4) == 3);
+    /* Any version: a newer qcow2 must fail as such, not open as raw. */
+    return len >= 8 && ferry_be32(head) == QCOW2_MAGIC;
 }
 
 static gboolean G_GNUC_PRINTF(3, 4)

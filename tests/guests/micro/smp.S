@@ -26,8 +26,9 @@
  * They use no stack.
  *
  * Wait: PIT-timed.  With a known count (CMOS 0x5F < 255) it stops 20 ms after
- * the count is reached; otherwise when no AP has arrived for 300 ms (2 s
- * before the first one); never more than 10 s.
+ * exactly that many CPUs checked in; otherwise (count unknown, not reached,
+ * or exceeded, i.e. the CMOS is wrong) when no AP has arrived for 300 ms
+ * (2 s before the first one); never more than 10 s.
  */
         .ifndef FORCE_X2APIC
         .equ FORCE_X2APIC, 0
@@ -162,8 +163,8 @@ main:
         mov     cpus_expected(%rip), %rdi
         test    %rdi, %rdi
         jz      8f
-        cmp     %rdi, %rcx
-        jb      8f
+        cmp     %rdi, %rcx              /* more than CMOS said: don't trust it */
+        jne     8f
         cmp     $20 * PIT_TICKS_PER_MS, %rdx
         jae     9f
         jmp     10f
