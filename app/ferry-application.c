@@ -61,7 +61,8 @@ ferry_application_get_session(FerryApplication *self, const char *uuid)
     if (!vm)
         return NULL;
     FerryVmConfig config;
-    ferry_vm_config_init(&config);
+    if (!ferry_vm_record_to_config(vm, &config, NULL))
+        ferry_vm_config_init(&config);      /* start_vm() reports the problem */
     session = ferry_vm_session_new(vm->name, &config);
     ferry_vm_config_clear(&config);
     g_object_set_data_full(G_OBJECT(session), "ferry-uuid", g_strdup(uuid), g_free);

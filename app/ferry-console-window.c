@@ -24,6 +24,10 @@ struct _FerryConsoleWindow {
     VteTerminal *monitor;
     GString *monitor_line;
 
+    GtkInfoBar *snapshot_bar;
+    GtkLabel *snapshot_label;
+    guint pending_timer;
+
     FerryVmSession *session;
 };
 
@@ -82,10 +86,107 @@ update_controls(FerryConsoleWindow *self)
     gtk_widget_set_tooltip_text(self->pause_button, paused ? _("Resume") : _("Pause"));
 }
 
+/* ---- snapshot mode: pending changes, Commit / Discard ---------------------- */
+
+enum { RESPONSE_COMMIT = 1, RESPONSE_DISCARD = 2 };
+
+static void
+update_snapshot_bar(FerryConsoleWindow *self)
+{
+    guint64 pending = ferry_vm_session_get_pending(self->session);
+    gboolean snapshot = ferry_vm_session_get_snapshot_mode(self->session);
+    FerryVmState s = ferry_vm_session_get_state(self->session);
+    gboolean live = s == FERRY_VM_STATE_RUNNING || s == FERRY_VM_STATE_PAUSED;
+    g_autofree char *size = g_format_size_full(pending, G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *text = NULL;
+
+    if (pending)
+        text = g_strdup_printf(_("Snapshot mode: %s of changes to the disks are kept apart. "
+                                 "Commit them to keep them, or discard them."), size);
+    else if (snapshot && live)
+        text = g_strdup(_("Snapshot mode: changes to the disks are kept apart until you commit or discard them."));
+    gtk_label_set_text(self->snapshot_label, text ? text : "");
+    gtk_info_bar_set_response_sensitive(self->snapshot_bar, RESPONSE_COMMIT, pending > 0);
+    gtk_info_bar_set_response_sensitive(self->snapshot_bar, RESPONSE_DISCARD, pending > 0);
+    gtk_info_bar_set_revealed(self->snapshot_bar, text != NULL);
+}
+
+static void
+on_pending(FerryVmSession *session, GParamSpec *pspec, FerryConsoleWindow *self)
+{
+    update_snapshot_bar(self);
+}
+
+static gboolean
+refresh_pending(gpointer user_data)
+{
+    FerryConsoleWindow *self = user_data;
+    ferry_vm_session_refresh_pending(self->session);
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+on_disk_job_done(FerryVmSession *session, const GError *error, gpointer user_data)
+{
+    FerryConsoleWindow *self = user_data;
+    if (error)
+        ferry_console_window_show_error(self, error->message);
+    g_object_unref(self);
+}
+
+static void
+confirm_response(GtkDialog *dialog, int response, gpointer user_data)
+{
+    FerryConsoleWindow *self = user_data;
+    int what = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(dialog), "ferry-what"));
+    gtk_widget_destroy(GTK_WIDGET(dialog));
+    if (response != GTK_RESPONSE_ACCEPT)
+        return;
+    if (what == RESPONSE_COMMIT)
+        ferry_vm_session_commit(self->session, on_disk_job_done, g_object_ref(self));
+    else
+        ferry_vm_session_discard(self->session, on_disk_job_done, g_object_ref(self));
+}
+
+static void
+on_snapshot_response(GtkInfoBar *bar, int response, FerryConsoleWindow *self)
+{
+    gboolean commit = response == RESPONSE_COMMIT;
+    if (response != RESPONSE_COMMIT && response != RESPONSE_DISCARD)
+        return;
+    GtkWidget *dialog = gtk_message_dialog_new(GTK_WINDOW(self), GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
+                                               GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE, "%s",
+                                               commit ? _("Commit Changes to the Disks?") : _("Discard Changes to the Disks?"));
+    gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(dialog), "%s",
+        commit ? _("The changes made since snapshot mode began are written into the disk images. "
+                   "This cannot be undone.")
+               : _("The changes made since snapshot mode began are lost, and the disks are as they were "
+                   "before. The running system may not expect its disks to change under it."));
+    gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Cancel"), GTK_RESPONSE_CANCEL);
+    GtkWidget *ok = gtk_dialog_add_button(GTK_DIALOG(dialog), commit ? _("_Commit") : _("_Discard"), GTK_RESPONSE_ACCEPT);
+    gtk_style_context_add_class(gtk_widget_get_style_context(ok),
+                                commit ? GTK_STYLE_CLASS_SUGGESTED_ACTION : GTK_STYLE_CLASS_DESTRUCTIVE_ACTION);
+    gtk_dialog_set_default_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+    g_object_set_data(G_OBJECT(dialog), "ferry-what", GINT_TO_POINTER(response));
+    g_signal_connect(dialog, "response", G_CALLBACK(confirm_response), self);
+    gtk_widget_show(dialog);
+}
+
 static void
 on_state(FerryVmSession *session, GParamSpec *pspec, FerryConsoleWindow *self)
 {
+    FerryVmState s = ferry_vm_session_get_state(session);
     update_controls(self);
+    /* While it runs in snapshot mode the pending size grows: look every
+     * two seconds, only then and only while this window is open. */
+    if (ferry_vm_session_get_snapshot_mode(session) && s == FERRY_VM_STATE_RUNNING && !self->pending_timer)
+        self->pending_timer = g_timeout_add_seconds(2, refresh_pending, self);
+    else if (s == FERRY_VM_STATE_STOPPED && self->pending_timer) {
+        g_source_remove(self->pending_timer);
+        self->pending_timer = 0;
+    }
+    ferry_vm_session_refresh_pending(session);
+    update_snapshot_bar(self);
 }
 
 static void
@@ -261,6 +362,8 @@ ferry_console_window_constructed(GObject *object)
     g_signal_connect_object(self->session, "notify::state", G_CALLBACK(on_state), self, 0);
     g_signal_connect_object(self->session, "serial-output", G_CALLBACK(on_serial_output), self, 0);
     g_signal_connect_object(self->session, "failed", G_CALLBACK(on_failed), self, 0);
+    g_signal_connect_object(self->session, "notify::pending", G_CALLBACK(on_pending), self, 0);
+    on_state(self->session, NULL, self);
     if (ferry_vm_session_get_error(self->session))
         ferry_console_window_show_error(self, ferry_vm_session_get_error(self->session));
     update_controls(self);
@@ -270,6 +373,10 @@ static void
 ferry_console_window_dispose(GObject *object)
 {
     FerryConsoleWindow *self = FERRY_CONSOLE_WINDOW(object);
+    if (self->pending_timer) {
+        g_source_remove(self->pending_timer);
+        self->pending_timer = 0;
+    }
     g_clear_object(&self->session);
     G_OBJECT_CLASS(ferry_console_window_parent_class)->dispose(object);
 }
@@ -343,6 +450,22 @@ ferry_console_window_init(FerryConsoleWindow *self)
     gtk_widget_init_template(GTK_WIDGET(self));
     self->monitor_line = g_string_new(NULL);
     g_action_map_add_action_entries(G_ACTION_MAP(self), win_actions, G_N_ELEMENTS(win_actions), self);
+    /* The snapshot-mode bar, under the error bar. */
+    self->snapshot_bar = GTK_INFO_BAR(gtk_info_bar_new());
+    gtk_info_bar_set_message_type(self->snapshot_bar, GTK_MESSAGE_INFO);
+    gtk_info_bar_add_button(self->snapshot_bar, _("_Discard Changes…"), RESPONSE_DISCARD);
+    gtk_info_bar_add_button(self->snapshot_bar, _("_Commit Changes…"), RESPONSE_COMMIT);
+    self->snapshot_label = GTK_LABEL(gtk_label_new(NULL));
+    gtk_label_set_line_wrap(self->snapshot_label, TRUE);
+    gtk_label_set_xalign(self->snapshot_label, 0);
+    gtk_container_add(GTK_CONTAINER(gtk_info_bar_get_content_area(self->snapshot_bar)), GTK_WIDGET(self->snapshot_label));
+    gtk_info_bar_set_revealed(self->snapshot_bar, FALSE);
+    g_signal_connect(self->snapshot_bar, "response", G_CALLBACK(on_snapshot_response), self);
+    GtkWidget *vbox = gtk_widget_get_parent(GTK_WIDGET(self->error_bar));
+    gtk_box_pack_start(GTK_BOX(vbox), GTK_WIDGET(self->snapshot_bar), FALSE, FALSE, 0);
+    gtk_box_reorder_child(GTK_BOX(vbox), GTK_WIDGET(self->snapshot_bar), 1);
+    gtk_widget_show_all(GTK_WIDGET(self->snapshot_bar));
+
     self->serial = add_terminal(self->serial_box);
     self->monitor = add_terminal(self->monitor_box);
     g_signal_connect(self->serial, "commit", G_CALLBACK(on_serial_commit), self);

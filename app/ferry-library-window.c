@@ -83,6 +83,13 @@ state_text(FerryLibraryWindow *self, const char *uuid, const char **css)
     g_autofree char *program = NULL;
 
     *css = NULL;
+    if (session && ferry_vm_session_get_pending(session) &&
+        ferry_vm_session_get_state(session) == FERRY_VM_STATE_STOPPED) {
+        g_autofree char *size = g_format_size_full(ferry_vm_session_get_pending(session), G_FORMAT_SIZE_IEC_UNITS);
+        *css = "pending";
+        /* Translators: a VM that is off but has uncommitted snapshot-mode changes */
+        return g_strdup_printf(_("Off · %s of temporary changes"), size);
+    }
     if (session) {
         FerryVmState s = ferry_vm_session_get_state(session);
         if (s == FERRY_VM_STATE_RUNNING || s == FERRY_VM_STATE_CREATED) {
@@ -224,6 +231,8 @@ on_info_bar_response(GtkInfoBar *bar, int response, FerryLibraryWindow *self)
     gtk_info_bar_set_revealed(bar, FALSE);
 }
 
+static void track_session(FerryLibraryWindow *self, FerryVmSession *session);
+
 /* ---- loading the library ---------------------------------------------------- */
 
 static gboolean
@@ -277,6 +286,14 @@ ferry_library_window_reload(FerryLibraryWindow *self)
         const FerryVmRecord *vm = vms->pdata[i];
         GtkWidget *row = make_row(self, vm);
         gtk_list_box_insert(self->list_box, row, -1);
+        if (vm->snapshot_mode) {
+            /* Its pending changes show in the row. */
+            FerryVmSession *session = ferry_application_get_session(self->app, vm->uuid);
+            if (session) {
+                track_session(self, session);
+                ferry_vm_session_refresh_pending(session);
+            }
+        }
         if (keep && !g_strcmp0(keep, vm->uuid))
             gtk_list_box_select_row(self->list_box, GTK_LIST_BOX_ROW(row));
     }
@@ -366,27 +383,27 @@ on_session_failed(FerryVmSession *session, const char *message, FerryLibraryWind
 }
 
 static void
+on_session_pending(FerryVmSession *session, GParamSpec *pspec, FerryLibraryWindow *self)
+{
+    refresh_states(self);
+}
+
+static void
 track_session(FerryLibraryWindow *self, FerryVmSession *session)
 {
     if (g_object_get_data(G_OBJECT(session), "ferry-library-tracked"))
         return;
     g_object_set_data(G_OBJECT(session), "ferry-library-tracked", GINT_TO_POINTER(1));
     g_signal_connect_object(session, "notify::state", G_CALLBACK(on_session_state), self, 0);
+    g_signal_connect_object(session, "notify::pending", G_CALLBACK(on_session_pending), self, 0);
     g_signal_connect_object(session, "failed", G_CALLBACK(on_session_failed), self, 0);
 }
 
 static void
-start_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
+really_start(FerryLibraryWindow *self, const char *uuid)
 {
-    FerryLibraryWindow *self = user_data;
-    const char *uuid = selected_uuid(self);
     g_autoptr(GError) error = NULL;
 
-    if (!uuid)
-        return;
-    FerryVmSession *session = ferry_application_get_session(self->app, uuid);
-    if (session)
-        track_session(self, session);
     gtk_info_bar_set_revealed(self->info_bar, FALSE);
     if (!ferry_application_start_vm(self->app, uuid, &error)) {
         ferry_library_window_show_error(self, error->message);
@@ -395,6 +412,135 @@ start_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
     }
     ferry_application_show_console(self->app, uuid);
     refresh_states(self);
+}
+
+/* Changes an earlier run left in snapshot mode (a crash, or a run that ended
+ * without commit or discard) are offered before the next start. */
+typedef struct {
+    FerryLibraryWindow *self;
+    char *uuid;
+    FerryVmSession *session;
+} StartCtx;
+
+static void
+start_ctx_free(StartCtx *c)
+{
+    g_free(c->uuid);
+    g_object_unref(c->session);
+    g_free(c);
+}
+
+enum { LEFTOVER_START = 1, LEFTOVER_COMMIT, LEFTOVER_DISCARD };
+
+static void
+on_leftover_done(FerryVmSession *session, const GError *error, gpointer user_data)
+{
+    StartCtx *c = user_data;
+    if (error)
+        ferry_library_window_show_error(c->self, error->message);
+    else
+        really_start(c->self, c->uuid);
+    start_ctx_free(c);
+}
+
+static void
+leftover_response(GtkDialog *dialog, int response, gpointer user_data)
+{
+    StartCtx *c = user_data;
+    gtk_widget_destroy(GTK_WIDGET(dialog));
+    switch (response) {
+    case LEFTOVER_COMMIT:
+        ferry_vm_session_commit(c->session, on_leftover_done, c);
+        return;
+    case LEFTOVER_DISCARD:
+        ferry_vm_session_discard(c->session, on_leftover_done, c);
+        return;
+    case LEFTOVER_START:
+        really_start(c->self, c->uuid);     /* the changes stay aside, still listed */
+        break;
+    }
+    start_ctx_free(c);
+}
+
+static void
+leftovers_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    GError *error = NULL;
+    GPtrArray *list = ferry_vm_config_list_leftovers(data, &error);
+    guint64 total = 0;
+    for (guint i = 0; list && i < list->len; i++)
+        total += ((FerryVmLeftover *) list->pdata[i])->pending_bytes;
+    if (list)
+        g_ptr_array_unref(list);
+    if (error)
+        g_task_return_error(task, error);
+    else
+        g_task_return_pointer(task, g_memdup2(&total, sizeof(total)), g_free);
+}
+
+static void
+on_leftovers_listed(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    StartCtx *c = user_data;
+    g_autoptr(GError) error = NULL;
+    g_autofree guint64 *total = g_task_propagate_pointer(G_TASK(result), &error);
+
+    if (!total || *total == 0) {
+        really_start(c->self, c->uuid);
+        start_ctx_free(c);
+        return;
+    }
+    g_autofree char *size = g_format_size_full(*total, G_FORMAT_SIZE_IEC_UNITS);
+    GtkWidget *dialog = gtk_message_dialog_new(GTK_WINDOW(c->self), GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
+                                               GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE,
+                                               _("“%s” Has Changes From an Earlier Run"),
+                                               ferry_vm_session_get_name(c->session));
+    gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(dialog),
+        _("In snapshot mode, %s of changes to its disks were kept apart and never committed. "
+          "Commit them into the disk images, discard them, or start without them and decide later."), size);
+    gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Cancel"), GTK_RESPONSE_CANCEL);
+    gtk_dialog_add_button(GTK_DIALOG(dialog), _("Start _Without Them"), LEFTOVER_START);
+    GtkWidget *discard = gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Discard"), LEFTOVER_DISCARD);
+    gtk_style_context_add_class(gtk_widget_get_style_context(discard), GTK_STYLE_CLASS_DESTRUCTIVE_ACTION);
+    GtkWidget *commit = gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Commit"), LEFTOVER_COMMIT);
+    gtk_style_context_add_class(gtk_widget_get_style_context(commit), GTK_STYLE_CLASS_SUGGESTED_ACTION);
+    gtk_dialog_set_default_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
+    g_signal_connect(dialog, "response", G_CALLBACK(leftover_response), c);
+    gtk_widget_show(dialog);
+}
+
+static void
+start_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
+{
+    FerryLibraryWindow *self = user_data;
+    const char *uuid = selected_uuid(self);
+    FerryStore *store = ferry_application_get_store(self->app);
+
+    if (!uuid)
+        return;
+    FerryVmSession *session = ferry_application_get_session(self->app, uuid);
+    if (!session) {
+        really_start(self, uuid);           /* reports why */
+        return;
+    }
+    track_session(self, session);
+    /* The last run's disks close, so its changes count as left over. */
+    ferry_vm_session_release(session);
+    g_autoptr(FerryVmRecord) vm = store ? ferry_store_get_vm_by_uuid(store, uuid, NULL) : NULL;
+    FerryVmConfig config;
+    if (!vm || !ferry_vm_record_to_config(vm, &config, NULL)) {
+        really_start(self, uuid);
+        return;
+    }
+    StartCtx *c = g_new0(StartCtx, 1);
+    c->self = self;
+    c->uuid = g_strdup(uuid);
+    c->session = g_object_ref(session);
+    GTask *task = g_task_new(NULL, NULL, on_leftovers_listed, c);
+    g_task_set_task_data(task, ferry_vm_config_copy(&config), (GDestroyNotify) ferry_vm_config_free);
+    ferry_vm_config_clear(&config);
+    g_task_run_in_thread(task, leftovers_thread);
+    g_object_unref(task);
 }
 
 static FerryVmSession *

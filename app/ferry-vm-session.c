@@ -10,11 +10,13 @@ struct _FerryVmSession {
     FerryVm *vm;
     FerryVmState state;
     char *error;
+    guint64 pending;
+    guint refreshing;
 };
 
 G_DEFINE_FINAL_TYPE(FerryVmSession, ferry_vm_session, G_TYPE_OBJECT)
 
-enum { PROP_0, PROP_NAME, PROP_STATE, PROP_ERROR, N_PROPS };
+enum { PROP_0, PROP_NAME, PROP_STATE, PROP_ERROR, PROP_PENDING, N_PROPS };
 static GParamSpec *properties[N_PROPS];
 
 enum { SIGNAL_SERIAL_OUTPUT, SIGNAL_FAILED, SIGNAL_GUEST_RESET, N_SIGNALS };
@@ -105,6 +107,13 @@ void ferry_vm_session_reset(FerryVmSession *self) { send(self, FERRY_VM_CMD_RESE
 void ferry_vm_session_force_off(FerryVmSession *self) { send(self, FERRY_VM_CMD_STOP); }
 
 void
+ferry_vm_session_release(FerryVmSession *self)
+{
+    if (self->vm && self->state == FERRY_VM_STATE_STOPPED)
+        g_clear_pointer(&self->vm, ferry_vm_free);
+}
+
+void
 ferry_vm_session_send_serial(FerryVmSession *self, const guint8 *data, gsize len)
 {
     if (self->vm && self->state == FERRY_VM_STATE_RUNNING)
@@ -151,6 +160,177 @@ ferry_vm_session_set_config(FerryVmSession *self, const char *name, const FerryV
         self->name = g_strdup(name);
         g_object_notify_by_pspec(G_OBJECT(self), properties[PROP_NAME]);
     }
+}
+
+/* ---- snapshot mode ---------------------------------------------------------- */
+
+gboolean
+ferry_vm_session_get_snapshot_mode(FerryVmSession *self)
+{
+    return self->config->snapshot;
+}
+
+guint64
+ferry_vm_session_get_pending(FerryVmSession *self)
+{
+    return self->pending;
+}
+
+static void
+set_pending(FerryVmSession *self, guint64 pending)
+{
+    if (self->pending == pending)
+        return;
+    self->pending = pending;
+    g_object_notify_by_pspec(G_OBJECT(self), properties[PROP_PENDING]);
+}
+
+static gboolean
+vm_has_disks(FerryVmSession *self)
+{
+    return self->vm && ferry_vm_get_state(self->vm) != FERRY_VM_STATE_CREATED;
+}
+
+static void
+on_drives(FerryVm *vm, GPtrArray *drives, const GError *error, gpointer user_data)
+{
+    FerryVmSession *self = user_data;
+    guint64 total = 0;
+    self->refreshing--;
+    for (guint i = 0; drives && i < drives->len; i++)
+        total += ((FerryVmDriveInfo *) drives->pdata[i])->pending_bytes;
+    if (drives)
+        set_pending(self, total);
+    g_object_unref(self);
+}
+
+/* Leftovers of earlier runs: file work, so on a worker thread. */
+static void
+leftovers_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    GError *error = NULL;
+    GPtrArray *list = ferry_vm_config_list_leftovers(data, &error);
+    guint64 total = 0;
+    if (!list) {
+        g_task_return_error(task, error);
+        return;
+    }
+    for (guint i = 0; i < list->len; i++)
+        total += ((FerryVmLeftover *) list->pdata[i])->pending_bytes;
+    g_ptr_array_unref(list);
+    g_task_return_pointer(task, g_memdup2(&total, sizeof(total)), g_free);
+}
+
+static void
+on_leftovers(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    FerryVmSession *self = FERRY_VM_SESSION(source);
+    g_autofree guint64 *total = g_task_propagate_pointer(G_TASK(result), NULL);
+    self->refreshing--;
+    if (total && !vm_has_disks(self))
+        set_pending(self, *total);
+}
+
+void
+ferry_vm_session_refresh_pending(FerryVmSession *self)
+{
+    if (!self->config->snapshot && !self->pending) {
+        /* Not in snapshot mode now, but an earlier run may have left changes. */
+    }
+    if (self->refreshing)
+        return;
+    self->refreshing++;
+    if (vm_has_disks(self)) {
+        ferry_vm_query_drives(self->vm, on_drives, g_object_ref(self));
+        return;
+    }
+    GTask *task = g_task_new(self, NULL, on_leftovers, NULL);
+    g_task_set_task_data(task, ferry_vm_config_copy(self->config), (GDestroyNotify) ferry_vm_config_free);
+    g_task_run_in_thread(task, leftovers_thread);
+    g_object_unref(task);
+}
+
+typedef struct {
+    FerryVmSession *self;
+    FerryVmSessionDone done;
+    gpointer user_data;
+    gboolean commit;
+} DiskJob;
+
+static void
+finish_job(DiskJob *job, const GError *error)
+{
+    job->done(job->self, error, job->user_data);
+    ferry_vm_session_refresh_pending(job->self);
+    g_object_unref(job->self);
+    g_free(job);
+}
+
+static void
+on_disk_job(FerryVm *vm, const GError *error, gpointer user_data)
+{
+    finish_job(user_data, error);
+}
+
+static void
+leftover_job_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    DiskJob *job = g_object_get_data(G_OBJECT(task), "ferry-job");
+    GError *error = NULL;
+    gboolean ok = job->commit ? ferry_vm_config_commit_leftover(data, NULL, &error)
+                              : ferry_vm_config_discard_leftover(data, NULL, &error);
+    if (ok)
+        g_task_return_boolean(task, TRUE);
+    else
+        g_task_return_error(task, error);
+}
+
+static void
+on_leftover_job(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GError) error = NULL;
+    g_task_propagate_boolean(G_TASK(result), &error);
+    finish_job(user_data, error);
+}
+
+static void
+disk_job(FerryVmSession *self, gboolean commit, FerryVmSessionDone done, gpointer user_data)
+{
+    DiskJob *job = g_new0(DiskJob, 1);
+    job->self = g_object_ref(self);
+    job->done = done;
+    job->user_data = user_data;
+    job->commit = commit;
+    if (vm_has_disks(self)) {
+        if (commit)
+            ferry_vm_commit_drive(self->vm, NULL, on_disk_job, job);
+        else
+            ferry_vm_discard_drive(self->vm, NULL, on_disk_job, job);
+        return;
+    }
+    GTask *task = g_task_new(NULL, NULL, on_leftover_job, job);
+    g_object_set_data(G_OBJECT(task), "ferry-job", job);
+    g_task_set_task_data(task, ferry_vm_config_copy(self->config), (GDestroyNotify) ferry_vm_config_free);
+    g_task_run_in_thread(task, leftover_job_thread);
+    g_object_unref(task);
+}
+
+void
+ferry_vm_session_commit(FerryVmSession *self, FerryVmSessionDone done, gpointer user_data)
+{
+    disk_job(self, TRUE, done, user_data);
+}
+
+void
+ferry_vm_session_discard(FerryVmSession *self, FerryVmSessionDone done, gpointer user_data)
+{
+    disk_job(self, FALSE, done, user_data);
+}
+
+const FerryVmConfig *
+ferry_vm_session_get_config(FerryVmSession *self)
+{
+    return self->config;
 }
 
 const char *
@@ -210,6 +390,7 @@ ferry_vm_session_get_property(GObject *object, guint id, GValue *value, GParamSp
     case PROP_NAME: g_value_set_string(value, self->name); break;
     case PROP_STATE: g_value_set_int(value, self->state); break;
     case PROP_ERROR: g_value_set_string(value, self->error); break;
+    case PROP_PENDING: g_value_set_uint64(value, self->pending); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
     }
 }
@@ -241,6 +422,8 @@ ferry_vm_session_class_init(FerryVmSessionClass *klass)
     properties[PROP_STATE] = g_param_spec_int("state", NULL, NULL, 0, FERRY_VM_STATE_STOPPED,
         FERRY_VM_STATE_STOPPED, G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
     properties[PROP_ERROR] = g_param_spec_string("error", NULL, NULL, NULL,
+        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+    properties[PROP_PENDING] = g_param_spec_uint64("pending", NULL, NULL, 0, G_MAXUINT64, 0,
         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
     g_object_class_install_properties(object_class, N_PROPS, properties);
 

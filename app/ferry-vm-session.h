@@ -17,6 +17,7 @@ FerryVmSession *ferry_vm_session_new(const char *name, const FerryVmConfig *conf
 /* A new name and hardware for the next start (not while running). */
 void          ferry_vm_session_set_config(FerryVmSession *self, const char *name, const FerryVmConfig *config);
 const char   *ferry_vm_session_get_name(FerryVmSession *self);
+const FerryVmConfig *ferry_vm_session_get_config(FerryVmSession *self);
 FerryVmState  ferry_vm_session_get_state(FerryVmSession *self);
 /* "Running", "Paused", "Off" ... for people. */
 const char   *ferry_vm_session_get_state_label(FerryVmSession *self);
@@ -31,12 +32,30 @@ void     ferry_vm_session_resume(FerryVmSession *self);
 void     ferry_vm_session_power_button(FerryVmSession *self);
 void     ferry_vm_session_reset(FerryVmSession *self);
 void     ferry_vm_session_force_off(FerryVmSession *self);
+/* Frees a stopped run's engine VM, so its disk overlays are closed (their
+ * changes then count as left by an earlier run). Nothing while it runs. */
+void     ferry_vm_session_release(FerryVmSession *self);
 void     ferry_vm_session_send_serial(FerryVmSession *self, const guint8 *data, gsize len);
 
 typedef void (*FerryVmSessionReply)(FerryVmSession *self, const char *reply, gpointer user_data);
 /* A monitor command; reply on the UI thread (an explanation when not running). */
 void     ferry_vm_session_monitor(FerryVmSession *self, const char *line,
                                   FerryVmSessionReply reply, gpointer user_data);
+
+/* ---- snapshot mode ----
+ * Pending changes are the guest's writes kept in the overlays: of this run
+ * while the VM exists, else those earlier runs left (a crash, a run that
+ * ended without commit or discard). */
+gboolean ferry_vm_session_get_snapshot_mode(FerryVmSession *self);
+/* Bytes a commit would write, as last refreshed (notify::pending). */
+guint64  ferry_vm_session_get_pending(FerryVmSession *self);
+/* Looks again (disk work on a worker thread); notify::pending when it changed. */
+void     ferry_vm_session_refresh_pending(FerryVmSession *self);
+typedef void (*FerryVmSessionDone)(FerryVmSession *self, const GError *error, gpointer user_data);
+/* Commit folds the changes into the base images; discard drops them. The
+ * callback runs on the UI thread; pending is refreshed after. */
+void     ferry_vm_session_commit(FerryVmSession *self, FerryVmSessionDone done, gpointer user_data);
+void     ferry_vm_session_discard(FerryVmSession *self, FerryVmSessionDone done, gpointer user_data);
 
 /* Signals: "serial-output" (GBytes *), "failed" (const char *message),
  * "guest-reset"; notify::state when the run state changes. */

@@ -562,6 +562,119 @@ test_quit_asks_while_running(void)
     console = NULL;
 }
 
+static gboolean
+pending_nonzero(gpointer session)
+{
+    ferry_vm_session_refresh_pending(session);
+    spin(100);
+    return ferry_vm_session_get_pending(session) > 0;
+}
+
+static gboolean
+pending_zero(gpointer session)
+{
+    ferry_vm_session_refresh_pending(session);
+    spin(100);
+    return ferry_vm_session_get_pending(session) == 0;
+}
+
+static char *
+file_sha256(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    return g_compute_checksum_for_data(G_CHECKSUM_SHA256, (guchar *) data, len);
+}
+
+static gboolean
+file_has(const char *path, const char *needle)
+{
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    return g_strstr_len(data, len, needle) != NULL || memmem(data, len, needle, strlen(needle)) != NULL;
+}
+
+static void
+answer_snapshot_bar(int response)
+{
+    GtkWidget *bar = NULL;
+    GPtrArray *stack = g_ptr_array_new();
+    g_ptr_array_add(stack, console);
+    for (guint i = 0; i < stack->len && !bar; i++) {
+        GtkWidget *w = stack->pdata[i];
+        if (GTK_IS_INFO_BAR(w) && gtk_info_bar_get_message_type(GTK_INFO_BAR(w)) == GTK_MESSAGE_INFO)
+            bar = w;
+        else if (GTK_IS_CONTAINER(w)) {
+            GList *ch = gtk_container_get_children(GTK_CONTAINER(w));
+            for (GList *l = ch; l; l = l->next)
+                g_ptr_array_add(stack, l->data);
+            g_list_free(ch);
+        }
+    }
+    g_ptr_array_free(stack, TRUE);
+    g_assert_nonnull(bar);
+    g_assert_true(gtk_info_bar_get_revealed(GTK_INFO_BAR(bar)));
+    gtk_info_bar_response(GTK_INFO_BAR(bar), response);     /* the button */
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(GTK_TYPE_MESSAGE_DIALOG), 5000));
+    GtkWidget *dialog = find_toplevel(GTK_TYPE_MESSAGE_DIALOG);
+    screenshot(dialog, response == 1 ? "snapshot-commit-confirm" : "snapshot-discard-confirm");
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_ACCEPT);
+}
+
+static void
+test_snapshot_mode(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("ferry-snap-XXXXXX", NULL);
+    g_autofree char *base = g_build_filename(dir, "base.img", NULL);
+    g_autofree guint8 *zeros = g_malloc0(16 << 20);
+    g_assert_true(g_file_set_contents(base, (char *) zeros, 16 << 20, NULL));
+    g_autofree char *before = file_sha256(base);
+
+    const char *create[] = { "create", "Snap Test", "--arch", "riscv64", "-m", "256M", "--kernel", kernel,
+                             "--initrd", initrd, "--append", "console=ttyS0 guest_mode=shell",
+                             "--disk", base, "--snapshot", NULL };
+    g_autofree char *created = ferryctl_out(create);
+    g_assert_true(wait_for(row_exists, "Snap Test", 10000));
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("Snap Test"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_CONSOLE_WINDOW), 10000));
+    console = FERRY_CONSOLE_WINDOW(find_toplevel(FERRY_TYPE_CONSOLE_WINDOW));
+    FerryVmSession *session = ferry_console_window_get_session(console);
+    g_assert_true(wait_for(vte_has, "GUEST-SHELL", 180000));
+    VteTerminal *t = VTE_TERMINAL(ferry_console_window_get_serial_terminal(console));
+
+    /* The guest writes: kept apart, pending shows, the base is untouched. */
+    vte_terminal_feed_child(t, "printf FERRY-DISCARDED-DATA | dd of=/dev/vda bs=512 seek=8 conv=fsync; echo wrote-$((1+1))\r", -1);
+    g_assert_true(wait_for(vte_has, "wrote-2", 30000));
+    g_assert_true(wait_for(pending_nonzero, session, 10000));
+    screenshot(GTK_WIDGET(console), "console-snapshot-pending");
+    g_autofree char *during = file_sha256(base);
+    g_assert_cmpstr(during, ==, before);
+
+    /* Discard: the base stays as it was. */
+    answer_snapshot_bar(2);
+    g_assert_true(wait_for(pending_zero, session, 10000));
+    g_autofree char *after_discard = file_sha256(base);
+    g_assert_cmpstr(after_discard, ==, before);
+
+    /* Write again and commit: the base gets it. */
+    vte_terminal_feed_child(t, "printf FERRY-COMMITTED-DATA | dd of=/dev/vda bs=512 seek=16 conv=fsync; echo wrote-$((2+1))\r", -1);
+    g_assert_true(wait_for(vte_has, "wrote-3", 30000));
+    g_assert_true(wait_for(pending_nonzero, session, 10000));
+    answer_snapshot_bar(1);
+    g_assert_true(wait_for(pending_zero, session, 20000));
+    g_assert_true(file_has(base, "FERRY-COMMITTED-DATA"));
+    g_assert_false(file_has(base, "FERRY-DISCARDED-DATA"));
+
+    ferry_vm_session_force_off(session);
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_STOPPED), 10000));
+    gtk_widget_destroy(GTK_WIDGET(console));
+    console = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -617,6 +730,7 @@ main(int argc, char **argv)
         g_test_add_func("/ui/7-iso-os-detection", test_iso_os_detection);
         g_test_add_func("/ui/8-settings-dialog", test_settings_dialog);
         g_test_add_func("/ui/9-quit-asks-while-running", test_quit_asks_while_running);
+        g_test_add_func("/ui/10-snapshot-mode", test_snapshot_mode);
     }
     int rc = g_test_run();
     g_free(kernel);
