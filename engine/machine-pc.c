@@ -55,26 +55,10 @@ pc_irq_set(FerryIrq *irq, gboolean level)
         vm->accel_ops->set_irq(vm, irq->number, level);
 }
 
-static GBytes *
-read_file(const char *what, const char *path, GError **error)
-{
-    GError *local = NULL;
-    char *data;
-    gsize len;
-
-    if (!g_file_get_contents(path, &data, &len, &local)) {
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot read %s %s: %s", what, path, local->message);
-        g_error_free(local);
-        return NULL;
-    }
-    return g_bytes_new_take(data, len);
-}
-
 static gboolean
 load_bios(Pc *pc, const char *path, GError **error)
 {
-    g_autoptr(GBytes) file = read_file("firmware", path, error);
+    g_autoptr(GBytes) file = ferry_machine_read_file("firmware", path, error);
     gsize len;
 
     if (!file)
@@ -123,16 +107,6 @@ set_cmos_memory(Pc *pc, FerryVm *vm)
 }
 
 static gboolean
-map_device(FerryBus *bus, uint64_t base, uint64_t size, FerryDevice *dev, GError **error)
-{
-    if (ferry_bus_map(bus, base, size, dev))
-        return TRUE;
-    g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                "Device %s at 0x%" G_GINT64_MODIFIER "x overlaps another device", dev->id, (guint64) base);
-    return FALSE;
-}
-
-static gboolean
 pc_build(FerryVm *vm, GError **error)
 {
     Pc *pc = g_new0(Pc, 1);
@@ -163,11 +137,11 @@ pc_build(FerryVm *vm, GError **error)
     if (c->bios_path && !load_bios(pc, c->bios_path, error))
         return FALSE;
     if (c->kernel_path) {
-        pc->kernel = read_file("kernel", c->kernel_path, error);
+        pc->kernel = ferry_machine_read_file("kernel", c->kernel_path, error);
         if (!pc->kernel)
             return FALSE;
         if (c->initrd_path) {
-            pc->initrd = read_file("initrd", c->initrd_path, error);
+            pc->initrd = ferry_machine_read_file("initrd", c->initrd_path, error);
             if (!pc->initrd)
                 return FALSE;
         }
@@ -179,11 +153,11 @@ pc_build(FerryVm *vm, GError **error)
     pc->i8042 = ferry_i8042_new(&vm->platform, &pc->irq[1], &pc->irq[12]);
     pc->pm = ferry_acpi_pm_new(&vm->platform, &pc->irq[SCI_IRQ]);
     pc->cf9 = ferry_reset_cf9_new(&vm->platform);
-    if (!map_device(vm->io_bus, 0x3F8, 8, pc->com1, error) ||
-        !map_device(vm->io_bus, 0x70, 2, pc->rtc, error) ||
-        !map_device(vm->io_bus, 0x60, 5, pc->i8042, error) ||
-        !map_device(vm->io_bus, PM_BASE, FERRY_ACPI_PM_LEN, pc->pm, error) ||
-        !map_device(vm->io_bus, 0xCF9, 1, pc->cf9, error))
+    if (!ferry_machine_map_device(vm->io_bus, 0x3F8, 8, pc->com1, error) ||
+        !ferry_machine_map_device(vm->io_bus, 0x70, 2, pc->rtc, error) ||
+        !ferry_machine_map_device(vm->io_bus, 0x60, 5, pc->i8042, error) ||
+        !ferry_machine_map_device(vm->io_bus, PM_BASE, FERRY_ACPI_PM_LEN, pc->pm, error) ||
+        !ferry_machine_map_device(vm->io_bus, 0xCF9, 1, pc->cf9, error))
         return FALSE;
     ferry_bus_map_ignored(vm->io_bus, 0x80, 1);     /* POST codes */
     set_cmos_memory(pc, vm);
@@ -198,7 +172,7 @@ pc_build(FerryVm *vm, GError **error)
         g_autofree char *serial = g_strdup_printf("ferry-%s", vm->disks[i].name);
         pc->blk[i] = ferry_virtio_blk_new(vm->disks[i].bs, serial, vm->disks[i].readonly);
         pc->virtio[i] = ferry_virtio_mmio_new(id, pc->blk[i], &pc->irq[virtio_gsi[i]], &vm->mem);
-        if (!map_device(vm->mmio_bus, base, FERRY_VIRTIO_MMIO_SIZE, pc->virtio[i], error))
+        if (!ferry_machine_map_device(vm->mmio_bus, base, FERRY_VIRTIO_MMIO_SIZE, pc->virtio[i], error))
             return FALSE;
     }
     return TRUE;

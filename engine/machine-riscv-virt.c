@@ -70,32 +70,6 @@ hart_line_set(FerryIrq *irq, gboolean level)
         vm->accel_ops->set_irq(vm, irq->number, level);
 }
 
-static GBytes *
-read_file(const char *what, const char *path, GError **error)
-{
-    GError *local = NULL;
-    char *data;
-    gsize len;
-
-    if (!g_file_get_contents(path, &data, &len, &local)) {
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot read %s %s: %s", what, path, local->message);
-        g_error_free(local);
-        return NULL;
-    }
-    return g_bytes_new_take(data, len);
-}
-
-static gboolean
-map_device(FerryBus *bus, guint64 base, guint64 size, FerryDevice *dev, GError **error)
-{
-    if (ferry_bus_map(bus, base, size, dev))
-        return TRUE;
-    g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                "Device %s at 0x%" G_GINT64_MODIFIER "x overlaps another device", dev->id, base);
-    return FALSE;
-}
-
 static gboolean
 virt_build(FerryVm *vm, GError **error)
 {
@@ -129,16 +103,16 @@ virt_build(FerryVm *vm, GError **error)
                     "or give another with --bios", v->firmware_path);
         return FALSE;
     }
-    v->firmware = read_file("firmware", v->firmware_path, error);
+    v->firmware = ferry_machine_read_file("firmware", v->firmware_path, error);
     if (!v->firmware)
         return FALSE;
     if (c->kernel_path) {
-        v->kernel = read_file("kernel", c->kernel_path, error);
+        v->kernel = ferry_machine_read_file("kernel", c->kernel_path, error);
         if (!v->kernel)
             return FALSE;
     }
     if (c->initrd_path) {
-        v->initrd = read_file("initrd", c->initrd_path, error);
+        v->initrd = ferry_machine_read_file("initrd", c->initrd_path, error);
         if (!v->initrd)
             return FALSE;
     }
@@ -176,14 +150,14 @@ virt_build(FerryVm *vm, GError **error)
         }
         ferry_plic_irq_init(v->plic, &v->virtio_irq[i], 1 + i);
         v->virtio[i] = ferry_virtio_mmio_new(id, backend, &v->virtio_irq[i], &vm->mem);
-        if (!map_device(vm->mmio_bus, VIRTIO_BASE + 0x1000ULL * i, FERRY_VIRTIO_MMIO_SIZE, v->virtio[i], error))
+        if (!ferry_machine_map_device(vm->mmio_bus, VIRTIO_BASE + 0x1000ULL * i, FERRY_VIRTIO_MMIO_SIZE, v->virtio[i], error))
             return FALSE;
     }
     v->n_virtio = VIRTIO_SLOTS;
-    if (!map_device(vm->mmio_bus, TEST_BASE, 0x1000, v->test, error) ||
-        !map_device(vm->mmio_bus, CLINT_BASE, FERRY_CLINT_SIZE, v->clint, error) ||
-        !map_device(vm->mmio_bus, PLIC_BASE, FERRY_PLIC_SIZE, v->plic, error) ||
-        !map_device(vm->mmio_bus, UART_BASE, 0x100, v->uart, error))
+    if (!ferry_machine_map_device(vm->mmio_bus, TEST_BASE, 0x1000, v->test, error) ||
+        !ferry_machine_map_device(vm->mmio_bus, CLINT_BASE, FERRY_CLINT_SIZE, v->clint, error) ||
+        !ferry_machine_map_device(vm->mmio_bus, PLIC_BASE, FERRY_PLIC_SIZE, v->plic, error) ||
+        !ferry_machine_map_device(vm->mmio_bus, UART_BASE, 0x100, v->uart, error))
         return FALSE;
     return TRUE;
 }

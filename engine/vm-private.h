@@ -171,5 +171,11 @@ extern const FerryAccelOps ferry_accel_soft;
 /* machine-pc.c: the command line a directly booted kernel gets: the
  * config's plus a virtio_mmio.device= word per hard disk (caller frees). */
 char *ferry_machine_pc_kernel_cmdline(FerryVm *vm);
+/* vm.c, for machines: a whole file ("Cannot read kernel PATH: why"), and a
+ * device mapped on a bus (an overlap is a machine bug, reported). */
+GBytes  *ferry_machine_read_file(const char *what, const char *path, GError **error);
+gboolean ferry_machine_map_device(FerryBus *bus, guint64 base, guint64 size, FerryDevice *dev,
+                                  GError **error);
+
 /* machine-pc.c: the firmware image for the accelerator's ROM slot. */
 const guint8 *ferry_machine_pc_get_bios(FerryVm *vm, gsize *size);

@@ -682,6 +682,34 @@ monitor_receive(const guint8 *data, gsize len, gpointer user_data)
     }
 }
 
+/* ---- helpers for the machines ----------------------------------------------- */
+
+GBytes *
+ferry_machine_read_file(const char *what, const char *path, GError **error)
+{
+    GError *local = NULL;
+    char *data;
+    gsize len;
+
+    if (!g_file_get_contents(path, &data, &len, &local)) {
+        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                    "Cannot read %s %s: %s", what, path, local->message);
+        g_error_free(local);
+        return NULL;
+    }
+    return g_bytes_new_take(data, len);
+}
+
+gboolean
+ferry_machine_map_device(FerryBus *bus, guint64 base, guint64 size, FerryDevice *dev, GError **error)
+{
+    if (ferry_bus_map(bus, base, size, dev))
+        return TRUE;
+    g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
+                "Device %s at 0x%" G_GINT64_MODIFIER "x overlaps another device", dev->id, base);
+    return FALSE;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static guint64

@@ -12,24 +12,7 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
-static FerryTestProc *
-spawn(const char *const *argv)
-{
-    g_autoptr(GError) error = NULL;
-    FerryTestProc *p = ferry_test_proc_spawn(argv, &error);
-    g_assert_no_error(error);
-    return p;
-}
 
-static void
-expect(FerryTestProc *p, const char *text, guint ms)
-{
-    if (!ferry_test_proc_expect(p, text, ms)) {
-        g_test_message("waiting for '%s'; stdout:\n%s\nstderr:\n%s", text,
-                       ferry_test_proc_stdout(p), ferry_test_proc_stderr(p));
-        g_assert_not_reached();
-    }
-}
 
 /* Reads fd until text shows up. */
 static gboolean
@@ -57,8 +40,8 @@ static void
 test_ctrl_a_x(void)
 {
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M", NULL };
-    FerryTestProc *p = spawn(argv);
-    expect(p, "OpenSBI v", 20000);
+    FerryTestProc *p = ferry_test_spawn(argv);
+    ferry_test_expect(p, "OpenSBI v", 20000);
     ferry_test_proc_write(p, "\001x");
     g_assert_cmpint(ferry_test_proc_wait(p, 10000), ==, 0);
     g_assert_nonnull(strstr(ferry_test_proc_stderr(p), "terminated by Ctrl-A x"));
@@ -70,15 +53,15 @@ test_ctrl_a_c_monitor(void)
 {
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
                            "--monitor", "stdio", NULL };
-    FerryTestProc *p = spawn(argv);
-    expect(p, "OpenSBI v", 20000);
+    FerryTestProc *p = ferry_test_spawn(argv);
+    ferry_test_expect(p, "OpenSBI v", 20000);
     ferry_test_proc_write(p, "\001c");
-    expect(p, "(ferry) ", 5000);
+    ferry_test_expect(p, "(ferry) ", 5000);
     ferry_test_proc_write(p, "info status\n");
-    expect(p, "VM status: running", 5000);
+    ferry_test_expect(p, "VM status: running", 5000);
     ferry_test_proc_write(p, "stop\n");
     ferry_test_proc_write(p, "info status\n");
-    expect(p, "VM status: paused", 5000);
+    ferry_test_expect(p, "VM status: paused", 5000);
     ferry_test_proc_write(p, "quit\n");
     g_assert_cmpint(ferry_test_proc_wait(p, 10000), ==, 0);
     ferry_test_proc_free(p);
@@ -107,7 +90,7 @@ test_serial_unix(void)
     g_autofree char *mon = g_strdup_printf("unix:%s", msock);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
                            "--serial", opt, "--monitor", mon, NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
     FerryTestMonitor *m = ferry_test_monitor_connect(msock, 10000);
     g_assert_nonnull(m);
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -142,7 +125,7 @@ test_serial_pty(void)
     g_autofree char *mon = g_strdup_printf("unix:%s", sock);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
                            "--serial", "pty", "--monitor", mon, NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
     FerryTestMonitor *m = ferry_test_monitor_connect(sock, 10000);
     g_assert_nonnull(m);
     g_autofree char *stop = ferry_test_monitor_cmd(m, "stop", 5000);

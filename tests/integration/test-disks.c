@@ -120,24 +120,12 @@ fill_random(const char *path, gsize len)
     fclose(f);
 }
 
+/* argv gets its NULL end here. */
 static FerryTestProc *
-spawn(GPtrArray *argv)
+spawn_argv(GPtrArray *argv)
 {
-    g_autoptr(GError) error = NULL;
     g_ptr_array_add(argv, NULL);
-    FerryTestProc *p = ferry_test_proc_spawn((const char *const *) argv->pdata, &error);
-    g_assert_no_error(error);
-    return p;
-}
-
-static void
-expect(FerryTestProc *p, const char *text, guint ms)
-{
-    if (!ferry_test_proc_expect(p, text, ms)) {
-        g_test_message("waiting for '%s'; stdout so far:\n%s\nstderr:\n%s", text,
-                       ferry_test_proc_stdout(p), ferry_test_proc_stderr(p));
-        g_assert_not_reached();
-    }
+    return ferry_test_spawn((const char *const *) argv->pdata);
 }
 
 /* The rest of the line after `prefix` in the output, or NULL. */
@@ -203,10 +191,10 @@ test_order(void)
     g_autofree char *bspec = g_strdup_printf("file=%s,format=raw", b);
     g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd, "guest_selftest=blk-tag");
     add_args(argv, "--hda", a, "--drive", bspec, "--hdc", c, "--hdd", d, NULL);
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = spawn_argv(argv);
 
-    expect(p, "block=vda,vdb,vdc,vdd", BOOT_TIMEOUT_MS);
-    expect(p, "SELFTEST blk-tag ok vda,vdb,vdc,vdd", STEP_TIMEOUT_MS);
+    ferry_test_expect(p, "block=vda,vdb,vdc,vdd", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "SELFTEST blk-tag ok vda,vdb,vdc,vdd", STEP_TIMEOUT_MS);
     g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 0);
     ferry_test_proc_free(p);
 
@@ -246,12 +234,12 @@ test_read_write(void)
     g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd,
                                            "guest_selftest=blk-read,blk-rw guest_blkdev=vda,vdb");
     add_args(argv, "--drive", rawspec, "--drive", qspec, NULL);
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = spawn_argv(argv);
 
-    expect(p, "block=vda,vdb", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "block=vda,vdb", BOOT_TIMEOUT_MS);
     g_autofree char *read_ok = g_strdup_printf("SELFTEST blk-read ok %s /dev/vda", raw_sha);
-    expect(p, read_ok, STEP_TIMEOUT_MS);
-    expect(p, "SELFTEST blk-rw ok /dev/vdb sectors=131072 sha256=", STEP_TIMEOUT_MS);
+    ferry_test_expect(p, read_ok, STEP_TIMEOUT_MS);
+    ferry_test_expect(p, "SELFTEST blk-rw ok /dev/vdb sectors=131072 sha256=", STEP_TIMEOUT_MS);
     g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 0);
     g_autofree char *detail = line_after(ferry_test_proc_stdout(p), "sectors=131072 sha256=");
     ferry_test_proc_free(p);
@@ -298,9 +286,9 @@ test_readonly(void)
     g_autofree char *spec = g_strdup_printf("file=%s,format=raw,readonly=on", raw);
     g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd, "guest_selftest=blk-ro guest_blkdev=vda");
     add_args(argv, "--drive", spec, NULL);
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = spawn_argv(argv);
 
-    expect(p, "SELFTEST blk-ro ok refused /dev/vda kernel device", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "SELFTEST blk-ro ok refused /dev/vda kernel device", BOOT_TIMEOUT_MS);
     g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 0);
     ferry_test_proc_free(p);
     g_autofree char *after = sha256_file(raw);
@@ -323,10 +311,10 @@ snapshot_run(const char *kernel, const char *initrd, const char *dir, const char
                                            "guest_selftest=blk-rw guest_blkdev=vda guest_mode=shell");
     add_args(argv, "--hda", base, "--drive", rospec, "--snapshot", "--monitor", mon, NULL);
     g_autofree char *base_sha = sha256_file(base);
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = spawn_argv(argv);
 
-    expect(p, "SELFTEST blk-rw ok /dev/vda sectors=", BOOT_TIMEOUT_MS);
-    expect(p, "GUEST-SHELL", STEP_TIMEOUT_MS);
+    ferry_test_expect(p, "SELFTEST blk-rw ok /dev/vda sectors=", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "GUEST-SHELL", STEP_TIMEOUT_MS);
     g_autofree char *detail = line_after(ferry_test_proc_stdout(p), "SELFTEST blk-rw ok /dev/vda sectors=");
     g_autofree char *sha = g_strdup(strstr(detail, "sha256=") + strlen("sha256="));
 
@@ -412,8 +400,8 @@ test_snapshot_crash(void)
     g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd,
                                            "guest_selftest=blk-rw guest_blkdev=vda guest_mode=shell");
     add_args(argv, "--hda", base, "--snapshot", NULL);
-    FerryTestProc *p = spawn(argv);
-    expect(p, "SELFTEST blk-rw ok", BOOT_TIMEOUT_MS);
+    FerryTestProc *p = spawn_argv(argv);
+    ferry_test_expect(p, "SELFTEST blk-rw ok", BOOT_TIMEOUT_MS);
     ferry_test_proc_kill(p, SIGKILL);
     g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 128 + SIGKILL);
     ferry_test_proc_free(p);
@@ -427,8 +415,8 @@ test_snapshot_crash(void)
     g_autofree char *want = g_strdup_printf("SELFTEST blk-read ok %s /dev/vda", zero_sha);
     g_autoptr(GPtrArray) argv2 = guest_argv(kernel, initrd, "guest_selftest=blk-read guest_blkdev=vda");
     add_args(argv2, "--hda", base, "--snapshot", NULL);
-    p = spawn(argv2);
-    expect(p, want, BOOT_TIMEOUT_MS);
+    p = spawn_argv(argv2);
+    ferry_test_expect(p, want, BOOT_TIMEOUT_MS);
     g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 0);
     g_assert_nonnull(strstr(ferry_test_proc_stderr(p), "an earlier --snapshot run left 2.0 MiB of changes"));
     ferry_test_proc_free(p);
@@ -840,10 +828,10 @@ test_kill9(void)
         g_autofree char *img = make_image(dir, name, "qcow2", "64M");
         g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd, "guest_selftest=blk-records guest_blkdev=vda");
         add_args(argv, "--hda", img, NULL);
-        FerryTestProc *p = spawn(argv);
+        FerryTestProc *p = spawn_argv(argv);
         guint target = g_test_rand_int_range(5, 300);
         g_autofree char *mark = g_strdup_printf("FLUSHED %u\r\n", target);
-        expect(p, mark, BOOT_TIMEOUT_MS);
+        ferry_test_expect(p, mark, BOOT_TIMEOUT_MS);
         ferry_test_proc_kill(p, SIGKILL);
         g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 128 + SIGKILL);
         const char *out = ferry_test_proc_stdout(p);
@@ -885,8 +873,8 @@ test_speed(void)
         g_autoptr(GPtrArray) argv = guest_argv(kernel, initrd,
                                                "guest_selftest=blk-speed guest_blkdev=vda guest_speed_mb=256");
         add_args(argv, "--hda", img, NULL);
-        FerryTestProc *p = spawn(argv);
-        expect(p, "SELFTEST blk-speed ok ", BOOT_TIMEOUT_MS);
+        FerryTestProc *p = spawn_argv(argv);
+        ferry_test_expect(p, "SELFTEST blk-speed ok ", BOOT_TIMEOUT_MS);
         g_assert_cmpint(ferry_test_proc_wait(p, STEP_TIMEOUT_MS), ==, 0);
         g_autofree char *detail = line_after(ferry_test_proc_stdout(p), "SELFTEST blk-speed ok ");
         g_test_message("%s: guest sequential MB/s: %s", formats[i], detail);

@@ -9,24 +9,7 @@
 
 #define BOOT_TIMEOUT_MS 180000
 
-static FerryTestProc *
-spawn(const char *const *argv)
-{
-    g_autoptr(GError) error = NULL;
-    FerryTestProc *p = ferry_test_proc_spawn(argv, &error);
-    g_assert_no_error(error);
-    return p;
-}
 
-static void
-expect(FerryTestProc *p, const char *text, guint ms)
-{
-    if (!ferry_test_proc_expect(p, text, ms)) {
-        g_test_message("waiting for '%s'; stdout so far:\n%s\nstderr:\n%s", text,
-                       ferry_test_proc_stdout(p), ferry_test_proc_stderr(p));
-        g_assert_not_reached();
-    }
-}
 
 static void
 test_opensbi_banner(gconstpointer data)
@@ -36,11 +19,11 @@ test_opensbi_banner(gconstpointer data)
     g_autofree char *count = g_strdup_printf("Platform HART Count       : %u", harts);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
                            "--smp", smp, NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
 
-    expect(p, "OpenSBI v", 20000);
-    expect(p, count, 20000);
-    expect(p, "Domain0 Next Address      : 0x0000000080200000", 20000);
+    ferry_test_expect(p, "OpenSBI v", 20000);
+    ferry_test_expect(p, count, 20000);
+    ferry_test_expect(p, "Domain0 Next Address      : 0x0000000080200000", 20000);
     ferry_test_proc_kill(p, SIGTERM);
     g_assert_cmpint(ferry_test_proc_wait(p, 10000), ==, 128 + SIGTERM);
     ferry_test_proc_free(p);
@@ -54,9 +37,9 @@ test_monitor(void)
     g_autofree char *mon = g_strdup_printf("unix:%s", sock);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "-m", "64M",
                            "--smp", "2", "--monitor", mon, NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
 
-    expect(p, "OpenSBI v", 20000);
+    ferry_test_expect(p, "OpenSBI v", 20000);
     FerryTestMonitor *m = ferry_test_monitor_connect(sock, 10000);
     if (!m)
         g_test_message("ferryctl stderr: %s", ferry_test_proc_stderr(p));
@@ -77,7 +60,7 @@ test_monitor(void)
     g_assert_cmpstr(st3, ==, "VM status: running\n");
     /* A reset starts the firmware again: a second banner. */
     g_autofree char *reset = ferry_test_monitor_cmd(m, "system_reset", 5000);
-    expect(p, "OpenSBI v", 20000);
+    ferry_test_expect(p, "OpenSBI v", 20000);
     g_autofree char *bad = ferry_test_monitor_cmd(m, "launch missiles", 5000);
     g_assert_nonnull(strstr(bad, "unknown command: 'launch'"));
     ferry_test_monitor_free(m);
@@ -109,13 +92,13 @@ test_linux_boot(gconstpointer data)
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "--kernel", kernel,
                            "--initrd", initrd, "--append", append, "-m", "256M", "--smp", smp, NULL };
     gint64 t0 = g_get_monotonic_time();
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
 
-    expect(p, ready, BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, ready, BOOT_TIMEOUT_MS);
     g_test_message("GUEST-READY after %.1f s", (g_get_monotonic_time() - t0) / 1e6);
-    expect(p, "SELFTEST hello ok", 30000);
-    expect(p, smp_ok, 30000);
-    expect(p, "SELFTEST mem ok", 30000);
+    ferry_test_expect(p, "SELFTEST hello ok", 30000);
+    ferry_test_expect(p, smp_ok, 30000);
+    ferry_test_expect(p, "SELFTEST mem ok", 30000);
     /* The init powers off: the VM ends with status 0. */
     g_assert_cmpint(ferry_test_proc_wait(p, 60000), ==, 0);
     ferry_test_proc_free(p);
@@ -131,14 +114,14 @@ test_linux_reboot(void)
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "--kernel", kernel,
                            "--initrd", initrd, "--append", "console=ttyS0 guest_mode=shell",
                            "-m", "256M", NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
 
-    expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
     ferry_test_proc_write(p, "echo typed-$((6*7))\n");
-    expect(p, "typed-42", 30000);
+    ferry_test_expect(p, "typed-42", 30000);
     ferry_test_proc_write(p, "reboot -f\n");
-    expect(p, "OpenSBI v", 60000);
-    expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "OpenSBI v", 60000);
+    ferry_test_expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
     ferry_test_proc_write(p, "poweroff -f\n");
     g_assert_cmpint(ferry_test_proc_wait(p, 60000), ==, 0);
     ferry_test_proc_free(p);
@@ -179,10 +162,10 @@ test_linux_power_button(void)
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "--kernel", kernel,
                            "--initrd", initrd, "--append", "console=ttyS0 guest_mode=shell",
                            "-m", "256M", "--monitor", "stdio", NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
 
-    expect(p, "input: Ferry Power Button", BOOT_TIMEOUT_MS);
-    expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "input: Ferry Power Button", BOOT_TIMEOUT_MS);
+    ferry_test_expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
     ferry_test_proc_write(p, "\001c");
     /* acpid opens the input device a moment after the shell starts; a
      * press before that is not seen, so press again as a person would. */

@@ -27,24 +27,7 @@ micro(const char *name)
     return path;
 }
 
-static FerryTestProc *
-spawn(const char *const *argv)
-{
-    g_autoptr(GError) error = NULL;
-    FerryTestProc *p = ferry_test_proc_spawn(argv, &error);
-    g_assert_no_error(error);
-    return p;
-}
 
-static void
-expect(FerryTestProc *p, const char *text, guint ms)
-{
-    if (!ferry_test_proc_expect(p, text, ms)) {
-        g_test_message("waiting for '%s'; stdout:\n%s\nstderr:\n%s", text,
-                       ferry_test_proc_stdout(p), ferry_test_proc_stderr(p));
-        g_assert_not_reached();
-    }
-}
 
 /* Runs a micro-guest to its end; returns stdout, asserts the exit status. */
 static char *
@@ -137,14 +120,14 @@ test_irq(void)
         return;
     g_autofree char *bios = micro("micro-irq.bin");
     const char *argv[] = { ferry_test_ferryctl(), "run", "--bios", bios, "-m", "64M", NULL };
-    FerryTestProc *p = spawn(argv);
+    FerryTestProc *p = ferry_test_spawn(argv);
     /* PIT through the in-kernel PIC/IOAPIC, and HLT woken by it. */
-    expect(p, "TIMER_IRQ=ok", 20000);
-    expect(p, "HLT_WAKE=ok", 20000);
+    ferry_test_expect(p, "TIMER_IRQ=ok", 20000);
+    ferry_test_expect(p, "HLT_WAKE=ok", 20000);
     /* A byte typed on the console raises the UART's receive interrupt. */
-    expect(p, "UART_RX_WAIT", 20000);
+    ferry_test_expect(p, "UART_RX_WAIT", 20000);
     ferry_test_proc_write(p, "Z");
-    expect(p, "UART_RX_IRQ=ok byte=0x5a", 20000);
+    ferry_test_expect(p, "UART_RX_IRQ=ok byte=0x5a", 20000);
     g_assert_cmpint(ferry_test_proc_wait(p, 20000), ==, 0);
     ferry_test_proc_free(p);
 }
@@ -210,8 +193,8 @@ test_monitor_on_kvm(void)
     g_autofree char *mon = g_strdup_printf("unix:%s", sock);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--bios", bios, "-m", "64M", "--smp", "2",
                            "--monitor", mon, NULL };
-    FerryTestProc *p = spawn(argv);
-    expect(p, "UART_RX_WAIT", 20000);
+    FerryTestProc *p = ferry_test_spawn(argv);
+    ferry_test_expect(p, "UART_RX_WAIT", 20000);
     FerryTestMonitor *m = ferry_test_monitor_connect(sock, 10000);
     g_assert_nonnull(m);
     g_autofree char *st = ferry_test_monitor_cmd(m, "stop", 5000);
@@ -226,8 +209,8 @@ test_monitor_on_kvm(void)
     g_autofree char *cont = ferry_test_monitor_cmd(m, "cont", 5000);
     /* system_reset: the guest starts over (the timer test runs again). */
     g_autofree char *reset = ferry_test_monitor_cmd(m, "system_reset", 5000);
-    expect(p, "TIMER_IRQ=ok", 20000);
-    expect(p, "UART_RX_WAIT", 20000);
+    ferry_test_expect(p, "TIMER_IRQ=ok", 20000);
+    ferry_test_expect(p, "UART_RX_WAIT", 20000);
     ferry_test_monitor_cmd(m, "quit", 2000);
     g_assert_cmpint(ferry_test_proc_wait(p, 10000), ==, 0);
     ferry_test_monitor_free(m);
@@ -243,12 +226,12 @@ test_power_button(void)
     g_autofree char *bios = micro("micro-pwrbtn.bin");
     const char *argv[] = { ferry_test_ferryctl(), "run", "--bios", bios, "-m", "64M",
                            "--monitor", "stdio", NULL };
-    FerryTestProc *p = spawn(argv);
-    expect(p, "PWRBTN_WAIT", 20000);
+    FerryTestProc *p = ferry_test_spawn(argv);
+    ferry_test_expect(p, "PWRBTN_WAIT", 20000);
     ferry_test_proc_write(p, "\001c");
     ferry_test_proc_write(p, "system_powerdown\n");
-    expect(p, "PWRBTN=pressed", 10000);
-    expect(p, "PWRBTN_CLEARED=yes", 10000);
+    ferry_test_expect(p, "PWRBTN=pressed", 10000);
+    ferry_test_expect(p, "PWRBTN_CLEARED=yes", 10000);
     /* The guest then powers off through S5: exit 0. */
     g_assert_cmpint(ferry_test_proc_wait(p, 20000), ==, 0);
     ferry_test_proc_free(p);
@@ -292,9 +275,9 @@ test_linux(gconstpointer data)
     g_autofree char *ready = g_strdup_printf("GUEST-READY arch=x86_64 nproc=%u ", n);
     const char *argv[] = { ferry_test_ferryctl(), "run", "--kernel", kernel, "--initrd", initrd,
                            "--append", append, "-m", "1G", "--smp", smp, NULL };
-    FerryTestProc *p = spawn(argv);
-    expect(p, ready, 120000);
-    expect(p, "SELFTEST smp ok", 60000);
+    FerryTestProc *p = ferry_test_spawn(argv);
+    ferry_test_expect(p, ready, 120000);
+    ferry_test_expect(p, "SELFTEST smp ok", 60000);
     g_assert_cmpint(ferry_test_proc_wait(p, 60000), ==, 0);
     ferry_test_proc_free(p);
 }

@@ -343,3 +343,22 @@ ferry_test_monitor_free(FerryTestMonitor *m)
     g_string_free(m->buf, TRUE);
     g_free(m);
 }
+
+FerryTestProc *
+ferry_test_spawn(const char *const *argv)
+{
+    g_autoptr(GError) error = NULL;
+    FerryTestProc *p = ferry_test_proc_spawn(argv, &error);
+    g_assert_no_error(error);
+    return p;
+}
+
+void
+ferry_test_expect(FerryTestProc *p, const char *text, guint timeout_ms)
+{
+    if (!ferry_test_proc_expect(p, text, timeout_ms)) {
+        g_test_message("waiting for '%s'; stdout so far:\n%s\nstderr:\n%s", text,
+                       ferry_test_proc_stdout(p), ferry_test_proc_stderr(p));
+        g_assert_not_reached();
+    }
+}

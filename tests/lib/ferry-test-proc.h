@@ -49,3 +49,8 @@ typedef struct FerryTestMonitor FerryTestMonitor;
 FerryTestMonitor *ferry_test_monitor_connect(const char *path, guint timeout_ms);
 char             *ferry_test_monitor_cmd(FerryTestMonitor *m, const char *line, guint timeout_ms);
 void              ferry_test_monitor_free(FerryTestMonitor *m);
+
+/* For tests: spawn (asserting it started) and expect (asserting the text
+ * came, else the test fails showing both outputs). */
+FerryTestProc *ferry_test_spawn(const char *const *argv);
+void           ferry_test_expect(FerryTestProc *p, const char *text, guint timeout_ms);
