@@ -485,8 +485,32 @@ test_iso_os_detection(void)
     g_assert_true(gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(find_exact(page, GTK_TYPE_CHECK_BUTTON, 0))));
     g_assert_cmpint(gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(find_exact(page, GTK_TYPE_SPIN_BUTTON, 2))), ==, 20);
     screenshot(assistant, "wizard-iso-hardware");
-    g_signal_emit_by_name(a, "cancel");
+
+    /* Create it: the new disk is a qcow2 that qemu-img accepts. */
+    gtk_assistant_next_page(a);
     spin(200);
+    g_signal_emit_by_name(a, "apply");
+    g_signal_emit_by_name(a, "close");
+    g_assert_true(wait_for(row_exists, "Debian 11", 10000));
+    const char *show[] = { "show", "Debian 11", "--json", NULL };
+    g_autofree char *json = ferryctl_out(show);
+    g_assert_nonnull(strstr(json, "debian11"));                 /* the OS id is kept */
+    const char *disk_key = strstr(json, "disk0.qcow2");
+    g_assert_nonnull(disk_key);
+    const char *start = disk_key;
+    while (start > json && *start != '"')
+        start--;
+    g_autofree char *disk = g_strndup(start + 1, disk_key + strlen("disk0.qcow2") - start - 1);
+    if (g_find_program_in_path("qemu-img")) {
+        const char *check[] = { "qemu-img", "check", disk, NULL };
+        g_autofree char *out = NULL;
+        g_assert_cmpint(ferry_test_run(check, NULL, 20000, &out, NULL), ==, 0);
+        g_assert_nonnull(strstr(out, "No errors were found"));
+        const char *info[] = { "qemu-img", "info", "--output=json", disk, NULL };
+        g_autofree char *info_out = NULL;
+        g_assert_cmpint(ferry_test_run(info, NULL, 20000, &info_out, NULL), ==, 0);
+        g_assert_nonnull(strstr(info_out, "\"virtual-size\": 21474836480"));
+    }
 }
 
 static void
