@@ -5,6 +5,7 @@
 #include "ferry-console-window.h"
 #include "ferry-hardware-dialog.h"
 #include "ferry-new-vm-assistant.h"
+#include "ferry-snapshot-dialog.h"
 #include "ferry-vm-record.h"
 #include "ferry-file-kind.h"
 
@@ -617,10 +618,11 @@ snapshots_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
     const char *uuid = selected_uuid(self);
     if (!uuid)
         return;
-    /* Snapshot mode is set in the hardware dialog; its pending changes are
-     * committed or discarded from the console once disks are emulated. */
-    GtkWidget *dialog = ferry_hardware_dialog_new(self, self->app, uuid);
-    ferry_hardware_dialog_focus_snapshot_mode(FERRY_HARDWARE_DIALOG(dialog));
+    FerryVmSession *session = ferry_application_get_session(self->app, uuid);
+    if (session)
+        track_session(self, session);
+    GtkWidget *dialog = ferry_snapshot_dialog_new(GTK_WINDOW(self), self->app, uuid);
+    g_signal_connect(dialog, "response", G_CALLBACK(gtk_widget_destroy), NULL);
     gtk_widget_show(dialog);
 }
 

@@ -83,6 +83,7 @@ ferry_vm_session_start(FerryVmSession *self, GError **error)
         return FALSE;
     }
     g_clear_pointer(&self->vm, ferry_vm_free);
+    self->refreshing = 0;
     set_error(self, NULL);
     self->vm = ferry_vm_new(self->config, NULL, &events, self, error);
     if (!self->vm || !ferry_vm_start(self->vm, error)) {
@@ -109,8 +110,11 @@ void ferry_vm_session_force_off(FerryVmSession *self) { send(self, FERRY_VM_CMD_
 void
 ferry_vm_session_release(FerryVmSession *self)
 {
-    if (self->vm && self->state == FERRY_VM_STATE_STOPPED)
+    if (self->vm && self->state == FERRY_VM_STATE_STOPPED) {
         g_clear_pointer(&self->vm, ferry_vm_free);
+        /* A query to the freed VM gets no reply: stop waiting for it. */
+        self->refreshing = 0;
+    }
 }
 
 void

@@ -265,13 +265,15 @@ FerryBlock *ferry_overlay_open(const char *base_path, const char *base_format,
                                const char *data_dir, const char *drive,
                                FerryOverlayLeftover leftover, GError **error);
 /* Folds the overlay into the base and goes on with an empty overlay.
- * Requests submitted meanwhile wait. On failure the overlay keeps every
+ * Requests submitted meanwhile wait (so: not from a request's done
+ * callback, nor a thread that must not block). On failure the overlay keeps every
  * change; if the base was partly written the marker stays and the commit
  * is redone by the next commit or open (discard is then refused). */
 gboolean ferry_overlay_commit(FerryBlock *bs, GError **error);
 /* Drops the overlay's changes (the base is untouched). */
 gboolean ferry_overlay_discard(FerryBlock *bs, GError **error);
-/* Guest bytes the overlay holds (allocated or zeroed clusters). */
+/* Guest bytes the overlay holds (allocated or zeroed clusters). Any
+ * thread; does not wait for a commit in progress. */
 guint64  ferry_overlay_pending_bytes(FerryBlock *bs);
 const char *ferry_overlay_get_path(FerryBlock *bs);       /* the overlay file */
 

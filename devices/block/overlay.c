@@ -13,6 +13,7 @@
 
 typedef struct {
     GMutex lock;                    /* one commit or discard at a time */
+    GRWLock swap;                   /* inner, for readers outside requests (pending, status) */
     FerryBlock *inner;              /* qcow2 on the overlay file; backing = base */
     char *data_dir, *drive;
     char *overlay_path, *marker_path;
@@ -191,6 +192,7 @@ overlay_free(Overlay *o)
     g_free(o->base_path);
     g_free(o->base_format);
     g_mutex_clear(&o->lock);
+    g_rw_lock_clear(&o->swap);
     g_free(o);
 }
 
@@ -216,7 +218,11 @@ overlay_get_info(FerryBlock *bs, FerryBlockInfo *info)
 static int
 overlay_block_status(FerryBlock *bs, guint64 offset, guint64 *len)
 {
-    return ferry_block_status(O(bs)->inner, offset, len);
+    Overlay *o = O(bs);
+    g_rw_lock_reader_lock(&o->swap);
+    int r = o->inner ? ferry_block_status(o->inner, offset, len) : -EIO;
+    g_rw_lock_reader_unlock(&o->swap);
+    return r;
 }
 
 const FerryBlockDriver ferry_block_overlay = {
@@ -283,6 +289,15 @@ ferry_overlay_open(const char *base_path, const char *base_format, const char *d
         }
     }
 
+    if (g_file_test(path, G_FILE_TEST_EXISTS) && leftover == FERRY_OVERLAY_DISCARD_LEFTOVER) {
+        /* Not one a running VM is using. */
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        gboolean free_to_go = fd < 0 || ferry_block_lock_fd(fd, path, TRUE, error);
+        if (fd >= 0)
+            close(fd);
+        if (!free_to_go)
+            return NULL;
+    }
     base = ferry_block_open(abs_base, base_format, FERRY_BLOCK_READ_ONLY, error);
     if (!base)
         return NULL;
@@ -305,6 +320,7 @@ ferry_overlay_open(const char *base_path, const char *base_format, const char *d
 
     Overlay *o = g_new0(Overlay, 1);
     g_mutex_init(&o->lock);
+    g_rw_lock_init(&o->swap);
     o->inner = inner;
     o->data_dir = g_strdup(data_dir);
     o->drive = g_strdup(drive);
@@ -331,17 +347,18 @@ restart_overlay(Overlay *o, FerryBlock *base, GError **error)
     if (!create_overlay(o->overlay_path, o->base_path, o->base_format,
                         ferry_block_get_size(base), error))
         return FALSE;
+    g_rw_lock_writer_lock(&o->swap);
     FerryBlock *old_base = ferry_block_swap_backing(o->inner, NULL);
     ferry_block_close(o->inner);
     o->inner = ferry_block_open(o->overlay_path, "qcow2", FERRY_BLOCK_NO_BACKING, error);
     if (old_base != base)
         ferry_block_close(old_base);
-    if (!o->inner) {
+    if (o->inner)
+        ferry_block_swap_backing(o->inner, base);
+    else
         ferry_block_close(base);
-        return FALSE;
-    }
-    ferry_block_swap_backing(o->inner, base);
-    return TRUE;
+    g_rw_lock_writer_unlock(&o->swap);
+    return o->inner != NULL;
 }
 
 gboolean
@@ -424,9 +441,10 @@ ferry_overlay_pending_bytes(FerryBlock *bs)
 {
     g_return_val_if_fail(bs && bs->drv == &ferry_block_overlay, 0);
     Overlay *o = O(bs);
-    g_mutex_lock(&o->lock);
+    /* Not o->lock: the answer must not wait for a commit. */
+    g_rw_lock_reader_lock(&o->swap);
     guint64 n = o->inner ? ferry_qcow2_allocated_bytes(o->inner) : 0;
-    g_mutex_unlock(&o->lock);
+    g_rw_lock_reader_unlock(&o->swap);
     return n;
 }
 

@@ -568,8 +568,16 @@ defer_free_entry(Qcow2 *s, guint64 entry)
         run.cluster = (entry & L2E_OFFSET_MASK) >> s->cluster_bits;
         run.count = 1;
     }
-    if (run.count)
-        g_array_append_val(s->pending_free, run);
+    if (!run.count)
+        return;
+    if (s->pending_free->len) {
+        FreeRun *last = &g_array_index(s->pending_free, FreeRun, s->pending_free->len - 1);
+        if (last->cluster + last->count == run.cluster) {
+            last->count += run.count;
+            return;
+        }
+    }
+    g_array_append_val(s->pending_free, run);
 }
 
 /* ---- L1 / L2 ----------------------------------------------------------------------- */
@@ -773,11 +781,19 @@ flush_locked(Qcow2 *s)
                 o >> s->cluster_bits < run->cluster + run->count)
                 s->l2_cache[i2].offset = 0;
         }
-        for (guint64 c = run->cluster; c < run->cluster + run->count; c++) {
-            guint64 rc;
-            if (refcount_get(s, c, &rc) == 0 && rc == 0)
+        /* Give the space back to the host, a run of free clusters at a time. */
+        guint64 hole = 0, holes = 0;
+        for (guint64 c = run->cluster; c <= run->cluster + run->count; c++) {
+            guint64 rc = 1;
+            if (c < run->cluster + run->count && refcount_get(s, c, &rc) == 0 && rc == 0) {
+                if (!holes++)
+                    hole = c;
+                continue;
+            }
+            if (holes)
                 fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          c << s->cluster_bits, s->cluster_size);
+                          hole << s->cluster_bits, holes << s->cluster_bits);
+            holes = 0;
         }
     }
     g_array_set_size(s->pending_free, 0);
@@ -878,7 +894,7 @@ classify(Qcow2 *s, guint64 entry, guint64 *host)
     *host = entry & L2E_OFFSET_MASK;
     if (!*host)
         return CL_UNALLOCATED;
-    if (entry & L2E_STD_RESERVED_MASK & ~(s->version < 3 ? OFLAG_ZERO : 0))
+    if (entry & L2E_STD_RESERVED_MASK)
         return corrupt(s, "L2 entry 0x%" G_GINT64_MODIFIER "x has reserved bits set", entry);
     if (*host & (s->cluster_size - 1))
         return corrupt(s, "data cluster at 0x%" G_GINT64_MODIFIER "x is not cluster-aligned", *host);
@@ -1240,6 +1256,12 @@ qcow2_block_status(FerryBlock *bs, guint64 offset, guint64 *len)
         guint64 n = MIN(*len - done, s->cluster_size - (off & (s->cluster_size - 1)));
         guint64 entry, host;
         int st;
+        guint64 l1i = off >> (s->cluster_bits + s->l2_bits);
+        if (l1i < s->l1_size && !(s->l1[l1i] & L1E_OFFSET_MASK)) {
+            /* No L2 table: its whole range is unallocated. */
+            guint64 table_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
+            n = MIN(*len - done, table_end - off);
+        }
         int r = l2_entry(s, off >> s->cluster_bits, &entry);
         if (r < 0) {
             status = r;

@@ -699,6 +699,104 @@ test_snapshot_mode(void)
     console = NULL;
 }
 
+static void
+start_snap_test_and_write(const char *marker)
+{
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("Snap Test"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+}
+
+static void
+write_in_guest(const char *marker, int seek)
+{
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_CONSOLE_WINDOW), 10000));
+    console = FERRY_CONSOLE_WINDOW(find_toplevel(FERRY_TYPE_CONSOLE_WINDOW));
+    g_assert_true(wait_for(vte_has, "GUEST-SHELL", 180000));
+    VteTerminal *t = VTE_TERMINAL(ferry_console_window_get_serial_terminal(console));
+    g_autofree char *cmd = g_strdup_printf("printf %s | dd of=/dev/vda bs=512 seek=%d conv=fsync; echo done-%s\r",
+                                           marker, seek, marker);
+    g_autofree char *done = g_strdup_printf("done-%s", marker);
+    vte_terminal_feed_child(t, cmd, -1);
+    g_assert_true(wait_for(vte_has, done, 30000));
+    FerryVmSession *session = ferry_console_window_get_session(console);
+    g_assert_true(wait_for(pending_nonzero, session, 10000));
+    ferry_vm_session_force_off(session);
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_STOPPED), 10000));
+    gtk_widget_destroy(GTK_WIDGET(console));
+    console = NULL;
+}
+
+static void
+test_snapshots_dialog_and_leftovers(void)
+{
+    GtkListBoxRow *row = row_named("Snap Test");
+    g_assert_nonnull(row);
+    const char *uuid = ferry_library_window_row_uuid(row);
+    g_autofree char *base = NULL;
+    {
+        const char *show[] = { "show", "Snap Test", "--json", NULL };
+        g_autofree char *json = ferryctl_out(show);
+        const char *b = strstr(json, "base.img");
+        g_assert_nonnull(b);
+        const char *q = b;
+        while (q > json && *q != '"')
+            q--;
+        base = g_strndup(q + 1, b + strlen("base.img") - q - 1);
+    }
+    g_autofree char *before = file_sha256(base);
+
+    /* Written, then forced off: the row says changes are pending. */
+    start_snap_test_and_write(NULL);
+    write_in_guest("FERRY-LEFTOVER-ONE", 24);
+    gpointer pending_row[2] = { (gpointer) "Snap Test", (gpointer) "of temporary changes" };
+    g_assert_true(wait_for(row_state_has, pending_row, 10000));
+    screenshot(GTK_WIDGET(library), "library-changes-pending");
+
+    /* The Snapshots dialog discards them: the base is as it was. */
+    GtkWidget *list = find_widget(GTK_WIDGET(library), GTK_TYPE_LIST_BOX, NULL);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row);
+    g_action_group_activate_action(G_ACTION_GROUP(library), "snapshots", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(g_type_from_name("FerrySnapshotDialog")), 5000));
+    GtkWidget *dialog = find_toplevel(g_type_from_name("FerrySnapshotDialog"));
+    GtkWidget *label = find_widget(dialog, GTK_TYPE_LABEL, "of changes are kept apart");
+    if (!label) {
+        gpointer pair[2] = { find_widget(dialog, GTK_TYPE_LABEL, "No changes"), (gpointer) "of changes are kept apart" };
+        g_assert_nonnull(pair[0]);
+        g_assert_true(wait_for(label_has, pair, 10000));
+    }
+    screenshot(dialog, "snapshots-dialog");
+    gtk_button_clicked(GTK_BUTTON(find_widget(dialog, GTK_TYPE_BUTTON, "_Discard Changes…")));
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(GTK_TYPE_MESSAGE_DIALOG), 5000));
+    gtk_dialog_response(GTK_DIALOG(find_toplevel(GTK_TYPE_MESSAGE_DIALOG)), GTK_RESPONSE_ACCEPT);
+    FerryVmSession *session = ferry_application_lookup_session(app, uuid);
+    g_assert_true(wait_for(pending_zero, session, 10000));
+    gtk_dialog_response(GTK_DIALOG(dialog), GTK_RESPONSE_CLOSE);
+    spin(200);
+    g_autofree char *after = file_sha256(base);
+    g_assert_cmpstr(after, ==, before);
+
+    /* Written and forced off again: the next start offers the changes; Commit. */
+    start_snap_test_and_write(NULL);
+    write_in_guest("FERRY-LEFTOVER-TWO", 32);
+    gtk_list_box_select_row(GTK_LIST_BOX(list), row_named("Snap Test"));
+    g_action_group_activate_action(G_ACTION_GROUP(library), "start", NULL);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(GTK_TYPE_MESSAGE_DIALOG), 10000));
+    GtkWidget *offer = find_toplevel(GTK_TYPE_MESSAGE_DIALOG);
+    g_assert_nonnull(find_widget(offer, GTK_TYPE_LABEL, "Has Changes From an Earlier Run"));
+    screenshot(offer, "start-offers-leftovers");
+    gtk_dialog_response(GTK_DIALOG(offer), 2 /* commit */);
+    g_assert_true(wait_for(toplevel_shown, GSIZE_TO_POINTER(FERRY_TYPE_CONSOLE_WINDOW), 20000));
+    console = FERRY_CONSOLE_WINDOW(find_toplevel(FERRY_TYPE_CONSOLE_WINDOW));
+    g_assert_true(file_has(base, "FERRY-LEFTOVER-TWO"));
+    g_assert_false(file_has(base, "FERRY-LEFTOVER-ONE"));
+    g_assert_true(wait_for(vte_has, "GUEST-SHELL", 180000));
+    ferry_vm_session_force_off(ferry_console_window_get_session(console));
+    g_assert_true(wait_for(session_state_is, GINT_TO_POINTER(FERRY_VM_STATE_STOPPED), 10000));
+    gtk_widget_destroy(GTK_WIDGET(console));
+    console = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -755,6 +853,7 @@ main(int argc, char **argv)
         g_test_add_func("/ui/8-settings-dialog", test_settings_dialog);
         g_test_add_func("/ui/9-quit-asks-while-running", test_quit_asks_while_running);
         g_test_add_func("/ui/10-snapshot-mode", test_snapshot_mode);
+        g_test_add_func("/ui/11-snapshots-dialog-and-leftovers", test_snapshots_dialog_and_leftovers);
     }
     int rc = g_test_run();
     g_free(kernel);

@@ -813,7 +813,8 @@ test_overlay(void)
     g_assert_cmpuint(ferry_overlay_pending_bytes(ov), ==, 0);
     g_autofree guint8 *orig = NULL;
     g_free(ref);
-    fill_base(tmp_path("ov-ref.raw"), size, &orig);
+    g_autofree char *ref_path = tmp_path("ov-ref.raw");
+    fill_base(ref_path, size, &orig);
     assert_reads(ov, orig, size);
     ref = g_memdup2(orig, size);
 
@@ -854,10 +855,18 @@ test_overlay(void)
     guint8 chk[100];
     g_assert_true(ferry_block_pread(ov, 0, chk, 100, NULL));
     g_assert_cmpmem(chk, 100, w, 100);
-    /* A second user of the same overlay is refused. */
+    /* A second user of the same overlay is refused, and cannot discard it. */
     g_assert_null(ferry_overlay_open(base, "raw", dir, "hda", FERRY_OVERLAY_KEEP_LEFTOVER, &error));
     g_assert_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED);
     g_clear_error(&error);
+    g_assert_null(ferry_overlay_open(base, "raw", dir, "hda", FERRY_OVERLAY_DISCARD_LEFTOVER, &error));
+    g_assert_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED);
+    g_clear_error(&error);
+    g_assert_false(ferry_overlay_discard_leftover(dir, "hda", &error));
+    g_assert_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED);
+    g_clear_error(&error);
+    g_assert_true(ferry_block_pread(ov, 0, chk, 100, NULL));
+    g_assert_cmpmem(chk, 100, w, 100);
     ferry_block_close(ov);
 
     g_assert_true(ferry_overlay_commit_leftover(dir, "hda", &error));
