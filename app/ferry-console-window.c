@@ -1,5 +1,6 @@
 /* ferry-console-window.c: see ferry-console-window.h. */
 #include "ferry-console-window.h"
+#include "ferry-dialogs.h"
 
 #include <glib/gi18n.h>
 #include <string.h>
@@ -129,47 +130,19 @@ static void
 on_disk_job_done(FerryVmSession *session, const GError *error, gpointer user_data)
 {
     FerryConsoleWindow *self = user_data;
-    if (error)
+    if (error && !g_error_matches(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_CANCELLED))
         ferry_console_window_show_error(self, error->message);
     g_object_unref(self);
 }
 
 static void
-confirm_response(GtkDialog *dialog, int response, gpointer user_data)
-{
-    FerryConsoleWindow *self = user_data;
-    int what = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(dialog), "ferry-what"));
-    gtk_widget_destroy(GTK_WIDGET(dialog));
-    if (response != GTK_RESPONSE_ACCEPT)
-        return;
-    if (what == RESPONSE_COMMIT)
-        ferry_vm_session_commit(self->session, on_disk_job_done, g_object_ref(self));
-    else
-        ferry_vm_session_discard(self->session, on_disk_job_done, g_object_ref(self));
-}
-
-static void
 on_snapshot_response(GtkInfoBar *bar, int response, FerryConsoleWindow *self)
 {
-    gboolean commit = response == RESPONSE_COMMIT;
     if (response != RESPONSE_COMMIT && response != RESPONSE_DISCARD)
         return;
-    GtkWidget *dialog = gtk_message_dialog_new(GTK_WINDOW(self), GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                               GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE, "%s",
-                                               commit ? _("Commit Changes to the Disks?") : _("Discard Changes to the Disks?"));
-    gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(dialog), "%s",
-        commit ? _("The changes made since snapshot mode began are written into the disk images. "
-                   "This cannot be undone.")
-               : _("The changes made since snapshot mode began are lost, and the disks are as they were "
-                   "before. The running system may not expect its disks to change under it."));
-    gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Cancel"), GTK_RESPONSE_CANCEL);
-    GtkWidget *ok = gtk_dialog_add_button(GTK_DIALOG(dialog), commit ? _("_Commit") : _("_Discard"), GTK_RESPONSE_ACCEPT);
-    gtk_style_context_add_class(gtk_widget_get_style_context(ok),
-                                commit ? GTK_STYLE_CLASS_SUGGESTED_ACTION : GTK_STYLE_CLASS_DESTRUCTIVE_ACTION);
-    gtk_dialog_set_default_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
-    g_object_set_data(G_OBJECT(dialog), "ferry-what", GINT_TO_POINTER(response));
-    g_signal_connect(dialog, "response", G_CALLBACK(confirm_response), self);
-    gtk_widget_show(dialog);
+    /* on_disk_job_done drops the reference, on Cancel too. */
+    ferry_ask_disk_changes(GTK_WINDOW(self), self->session, response == RESPONSE_COMMIT,
+                           on_disk_job_done, g_object_ref(self));
 }
 
 static void
@@ -275,30 +248,10 @@ reset_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
 }
 
 static void
-force_off_response(GtkDialog *dialog, int response, gpointer user_data)
-{
-    FerryConsoleWindow *self = user_data;
-    if (response == GTK_RESPONSE_ACCEPT)
-        ferry_vm_session_force_off(self->session);
-    gtk_widget_destroy(GTK_WIDGET(dialog));
-}
-
-static void
 force_off_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
 {
     FerryConsoleWindow *self = user_data;
-    GtkWidget *dialog = gtk_message_dialog_new(GTK_WINDOW(self), GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                               GTK_MESSAGE_WARNING, GTK_BUTTONS_NONE,
-                                               _("Force “%s” Off?"), ferry_vm_session_get_name(self->session));
-    gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(dialog), "%s",
-        _("The virtual machine stops at once, as if its power cord were pulled. "
-          "Unsaved work in it is lost."));
-    gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Cancel"), GTK_RESPONSE_CANCEL);
-    GtkWidget *off = gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Force Off"), GTK_RESPONSE_ACCEPT);
-    gtk_style_context_add_class(gtk_widget_get_style_context(off), GTK_STYLE_CLASS_DESTRUCTIVE_ACTION);
-    gtk_dialog_set_default_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
-    g_signal_connect(dialog, "response", G_CALLBACK(force_off_response), self);
-    gtk_widget_show(dialog);
+    ferry_ask_force_off(GTK_WINDOW(self), self->session);
 }
 
 static void

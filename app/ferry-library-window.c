@@ -8,6 +8,7 @@
 #include "ferry-snapshot-dialog.h"
 #include "ferry-vm-record.h"
 #include "ferry-file-kind.h"
+#include "ferry-dialogs.h"
 
 #include <glib/gi18n.h>
 #include <string.h>
@@ -576,7 +577,7 @@ force_off_activated(GSimpleAction *action, GVariant *param, gpointer user_data)
 {
     FerryVmSession *session = selected_session(user_data);
     if (session)
-        ferry_vm_session_force_off(session);
+        ferry_ask_force_off(GTK_WINDOW(user_data), session);
 }
 
 static void

@@ -3,6 +3,7 @@
  * the dialog says so); Commit and Discard act on the running VM's overlays,
  * or on those an earlier run left. */
 #include "ferry-snapshot-dialog.h"
+#include "ferry-dialogs.h"
 #include "ferry-vm-record.h"
 
 #include <glib/gi18n.h>
@@ -64,43 +65,15 @@ static void
 on_job_done(FerryVmSession *session, const GError *error, gpointer user_data)
 {
     FerrySnapshotDialog *self = user_data;
-    gtk_label_set_text(self->error_label, error ? error->message : "");
+    if (!g_error_matches(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_CANCELLED))
+        gtk_label_set_text(self->error_label, error ? error->message : "");
     g_object_unref(self);
-}
-
-static void
-confirm_response(GtkDialog *dialog, int response, gpointer user_data)
-{
-    FerrySnapshotDialog *self = user_data;
-    gboolean commit = GPOINTER_TO_INT(g_object_get_data(G_OBJECT(dialog), "ferry-commit"));
-    gtk_widget_destroy(GTK_WIDGET(dialog));
-    if (response != GTK_RESPONSE_ACCEPT)
-        return;
-    if (commit)
-        ferry_vm_session_commit(self->session, on_job_done, g_object_ref(self));
-    else
-        ferry_vm_session_discard(self->session, on_job_done, g_object_ref(self));
 }
 
 static void
 confirm(FerrySnapshotDialog *self, gboolean commit)
 {
-    GtkWidget *dialog = gtk_message_dialog_new(GTK_WINDOW(self), GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                               GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE, "%s",
-                                               commit ? _("Commit Changes to the Disks?") : _("Discard Changes to the Disks?"));
-    gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(dialog), "%s",
-        commit ? _("The changes made since snapshot mode began are written into the disk images. "
-                   "This cannot be undone.")
-               : _("The changes made since snapshot mode began are lost, and the disks are as they were "
-                   "before. The running system may not expect its disks to change under it."));
-    gtk_dialog_add_button(GTK_DIALOG(dialog), _("_Cancel"), GTK_RESPONSE_CANCEL);
-    GtkWidget *ok = gtk_dialog_add_button(GTK_DIALOG(dialog), commit ? _("_Commit") : _("_Discard"), GTK_RESPONSE_ACCEPT);
-    gtk_style_context_add_class(gtk_widget_get_style_context(ok),
-                                commit ? GTK_STYLE_CLASS_SUGGESTED_ACTION : GTK_STYLE_CLASS_DESTRUCTIVE_ACTION);
-    gtk_dialog_set_default_response(GTK_DIALOG(dialog), GTK_RESPONSE_CANCEL);
-    g_object_set_data(G_OBJECT(dialog), "ferry-commit", GINT_TO_POINTER(commit));
-    g_signal_connect(dialog, "response", G_CALLBACK(confirm_response), self);
-    gtk_widget_show(dialog);
+    ferry_ask_disk_changes(GTK_WINDOW(self), self->session, commit, on_job_done, g_object_ref(self));
 }
 
 static void on_commit_clicked(FerrySnapshotDialog *self) { confirm(self, TRUE); }

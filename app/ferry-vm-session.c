@@ -11,7 +11,8 @@ struct _FerryVmSession {
     FerryVmState state;
     char *error;
     guint64 pending;
-    guint refreshing;
+    gboolean refreshing;        /* a look at the pending size is under way */
+    guint refresh_gen;          /* bumped when the VM goes: late answers are ignored */
 };
 
 G_DEFINE_FINAL_TYPE(FerryVmSession, ferry_vm_session, G_TYPE_OBJECT)
@@ -65,6 +66,8 @@ on_guest_reset(FerryVm *vm, gpointer user_data)
     g_signal_emit(user_data, signals[SIGNAL_GUEST_RESET], 0);
 }
 
+static void forget_looks(FerryVmSession *self);
+
 static const FerryVmEvents events = {
     .state_changed = on_state,
     .serial_output = on_serial,
@@ -83,7 +86,7 @@ ferry_vm_session_start(FerryVmSession *self, GError **error)
         return FALSE;
     }
     g_clear_pointer(&self->vm, ferry_vm_free);
-    self->refreshing = 0;
+    forget_looks(self);
     set_error(self, NULL);
     self->vm = ferry_vm_new(self->config, NULL, &events, self, error);
     if (!self->vm || !ferry_vm_start(self->vm, error)) {
@@ -113,7 +116,7 @@ ferry_vm_session_release(FerryVmSession *self)
     if (self->vm && self->state == FERRY_VM_STATE_STOPPED) {
         g_clear_pointer(&self->vm, ferry_vm_free);
         /* A query to the freed VM gets no reply: stop waiting for it. */
-        self->refreshing = 0;
+        forget_looks(self);
     }
 }
 
@@ -195,17 +198,39 @@ vm_has_disks(FerryVmSession *self)
     return self->vm && ferry_vm_get_state(self->vm) != FERRY_VM_STATE_CREATED;
 }
 
+typedef struct {
+    FerryVmSession *self;
+    guint gen;
+} Look;
+
+static gboolean
+look_done(Look *look)
+{
+    FerryVmSession *self = look->self;
+    if (look->gen != self->refresh_gen)
+        return FALSE;               /* about a VM that is gone */
+    self->refreshing = FALSE;
+    return TRUE;
+}
+
 static void
 on_drives(FerryVm *vm, GPtrArray *drives, const GError *error, gpointer user_data)
 {
-    FerryVmSession *self = user_data;
+    Look *look = user_data;
     guint64 total = 0;
-    self->refreshing--;
     for (guint i = 0; drives && i < drives->len; i++)
         total += ((FerryVmDriveInfo *) drives->pdata[i])->pending_bytes;
-    if (drives)
-        set_pending(self, total);
-    g_object_unref(self);
+    if (look_done(look) && drives)
+        set_pending(look->self, total);
+    g_object_unref(look->self);
+    g_free(look);
+}
+
+static void
+forget_looks(FerryVmSession *self)
+{
+    self->refresh_gen++;
+    self->refreshing = FALSE;
 }
 
 /* Leftovers of earlier runs: file work, so on a worker thread. */
@@ -228,11 +253,11 @@ leftovers_thread(GTask *task, gpointer source, gpointer data, GCancellable *canc
 static void
 on_leftovers(GObject *source, GAsyncResult *result, gpointer user_data)
 {
-    FerryVmSession *self = FERRY_VM_SESSION(source);
+    Look *look = user_data;
     g_autofree guint64 *total = g_task_propagate_pointer(G_TASK(result), NULL);
-    self->refreshing--;
-    if (total && !vm_has_disks(self))
-        set_pending(self, *total);
+    if (look_done(look) && total && !vm_has_disks(look->self))
+        set_pending(look->self, *total);
+    g_free(look);
 }
 
 void
@@ -243,12 +268,16 @@ ferry_vm_session_refresh_pending(FerryVmSession *self)
     }
     if (self->refreshing)
         return;
-    self->refreshing++;
+    self->refreshing = TRUE;
+    Look *look = g_new0(Look, 1);
+    look->self = self;
+    look->gen = self->refresh_gen;
     if (vm_has_disks(self)) {
-        ferry_vm_query_drives(self->vm, on_drives, g_object_ref(self));
+        g_object_ref(self);
+        ferry_vm_query_drives(self->vm, on_drives, look);
         return;
     }
-    GTask *task = g_task_new(self, NULL, on_leftovers, NULL);
+    GTask *task = g_task_new(self, NULL, on_leftovers, look);
     g_task_set_task_data(task, ferry_vm_config_copy(self->config), (GDestroyNotify) ferry_vm_config_free);
     g_task_run_in_thread(task, leftovers_thread);
     g_object_unref(task);
