@@ -71,5 +71,7 @@ install_pkgs $BUILD_PKGS $TEST_PKGS
 as_root tests/guests/deps.sh
 build
 FERRY_GUEST_DIR=$(tests/guests/build.sh)
-export FERRY_GUEST_DIR
+# Debian's own kernel for the loader's test of a real bzImage.
+FERRY_TEST_BZIMAGE=$FERRY_GUEST_DIR/x86_64/vmlinuz
+export FERRY_GUEST_DIR FERRY_TEST_BZIMAGE
 meson test -C build --print-errorlogs
