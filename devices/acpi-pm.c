@@ -29,7 +29,9 @@ static guint32
 timer_value(AcpiPm *pm)
 {
     guint64 us = g_get_monotonic_time() - pm->t0_us;
-    return (guint32) ((us * PM_TIMER_HZ) / G_USEC_PER_SEC) & 0xFFFFFF;
+    /* Split so the product cannot overflow, however long the VM runs. */
+    guint64 ticks = (us / G_USEC_PER_SEC) * PM_TIMER_HZ + (us % G_USEC_PER_SEC) * PM_TIMER_HZ / G_USEC_PER_SEC;
+    return (guint32) ticks & 0xFFFFFF;
 }
 
 static uint64_t

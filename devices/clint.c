@@ -50,7 +50,10 @@ ferry_clint_poll(FerryDevice *dev, guint hart)
     if (hart >= c->n)
         return G_MAXINT64;
     guint64 now = now_ticks(c);
+    /* Under the device lock: an mtime or mtimecmp write updates the line too. */
+    g_mutex_lock(&dev->lock);
     update_mtip(c, hart, now);
+    g_mutex_unlock(&dev->lock);
     guint64 cmp = __atomic_load_n(&c->mtimecmp[hart], __ATOMIC_ACQUIRE);
     if (now >= cmp || cmp == G_MAXUINT64)
         return G_MAXINT64;

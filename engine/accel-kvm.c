@@ -520,6 +520,12 @@ vcpu_thread(gpointer data)
     Vcpu *v = data;
     Kvm *kvm = v->kvm;
 
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, SIG_KICK);
+    /* The thread inherits the mask of whoever started the VM: the kick must
+     * get through even if that thread blocks it. */
+    pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
     current_run = v->run;
     g_mutex_lock(&kvm->lock);
     v->tid = pthread_self();
@@ -563,14 +569,17 @@ vcpu_thread(gpointer data)
     return NULL;
 }
 
+/* Not with kvm->lock held. */
 static void
 kick_all(Kvm *kvm)
 {
+    g_mutex_lock(&kvm->lock);
     for (guint i = 0; i < kvm->n; i++) {
         Vcpu *v = &kvm->vcpus[i];
         if (v->tid_valid)
             pthread_kill(v->tid, SIG_KICK);
     }
+    g_mutex_unlock(&kvm->lock);
 }
 
 static gboolean

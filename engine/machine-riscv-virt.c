@@ -206,7 +206,7 @@ load_elf(Virt *v, const guint8 *d, gsize len, const char *what, const char *path
         guint64 paddr = GUINT64_FROM_LE(*(guint64 *) (ph + 24));
         guint64 filesz = GUINT64_FROM_LE(*(guint64 *) (ph + 32));
         guint64 memsz = GUINT64_FROM_LE(*(guint64 *) (ph + 40));
-        if (off > len || filesz > len - off || filesz > memsz) {
+        if (off > len || filesz > len - off || filesz > memsz || memsz > v->ram_size) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
                         "%s %s has a segment past the end of the file", what, path);
             return FALSE;
@@ -500,8 +500,9 @@ virt_reset_devices(FerryVm *vm)
     for (guint i = 0; i < VIRTIO_SLOTS; i++)
         ferry_device_reset(v->virtio[i]);
     /* A reset machine starts from clean RAM, like after power-on: a
-     * stale kernel must not be mistaken for the new one. */
-    memset(v->ram, 0, v->ram_size);
+     * stale kernel must not be mistaken for the new one. MADV_DONTNEED on
+     * private anonymous memory gives zero pages back without touching
+     * (and so allocating) every page first. */
     madvise(v->ram, v->ram_size, MADV_DONTNEED);
 }
 

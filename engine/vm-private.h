@@ -97,6 +97,7 @@ struct FerryVm {
     gboolean serial_flush_scheduled;
 
     guint64 resets;                       /* for info status and tests */
+    gint reset_pending, poweroff_pending; /* atomic: a request is queued */
 
     /* Hard disks, opened by the machine's build() (ferry_vm_disks_open),
      * closed by teardown after the machine's devices are gone. */

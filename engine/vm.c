@@ -270,11 +270,24 @@ free_event(gpointer data)
     g_free(ev);
 }
 
+/* Queues func on ctx. Unlike g_main_context_invoke_full() it never runs
+ * func at once on the calling thread: a vCPU thread must not run the
+ * caller's callbacks when ctx happens to be the global default context. */
+static void
+post_idle(GMainContext *ctx, GSourceFunc func, gpointer data, GDestroyNotify notify)
+{
+    GSource *src = g_idle_source_new();
+    g_source_set_priority(src, G_PRIORITY_DEFAULT);
+    g_source_set_callback(src, func, data, notify);
+    g_source_attach(src, ctx);
+    g_source_unref(src);
+}
+
 static void
 post_event(FerryVm *vm, Event *ev)
 {
     ev->vm = vm_ref(vm);
-    g_main_context_invoke_full(vm->caller_ctx, G_PRIORITY_DEFAULT, dispatch_event, ev, free_event);
+    post_idle(vm->caller_ctx, dispatch_event, ev, free_event);
 }
 
 static void
@@ -365,8 +378,7 @@ serial_to_caller(const guint8 *data, gsize len, gpointer user_data)
     vm->serial_flush_scheduled = TRUE;
     g_mutex_unlock(&vm->serial_lock);
     if (schedule)
-        g_main_context_invoke_full(vm->caller_ctx, G_PRIORITY_DEFAULT, flush_serial,
-                                   vm_ref(vm), vm_unref);
+        post_idle(vm->caller_ctx, flush_serial, vm_ref(vm), vm_unref);
 }
 
 void
@@ -392,8 +404,13 @@ ferry_vm_do_stop(FerryVm *vm, FerryVmStopReason reason)
 {
     FerryVmState s = ferry_vm_state_locked_get(vm);
 
-    if (s == FERRY_VM_STATE_STOPPED)
+    if (s == FERRY_VM_STATE_STOPPED) {
+        /* Stopped already (maybe before the engine thread got going): the
+         * engine loop must still end, or ferry_vm_free() waits forever. */
+        if (vm->loop)
+            g_main_loop_quit(vm->loop);
         return;
+    }
     fail_locked_reason(vm, reason);
     if (vm->accel_ops && vm->accel) {
         /* Disk requests complete on block workers and raise interrupts
@@ -486,6 +503,10 @@ run_request(gpointer data)
     Request *r = data;
     FerryVm *vm = r->vm;
 
+    if (r->what == 0)
+        g_atomic_int_set(&vm->poweroff_pending, 0);
+    else if (r->what == 1)
+        g_atomic_int_set(&vm->reset_pending, 0);
     switch (r->what) {
     case 0:
         g_debug("%s", r->text);
@@ -535,16 +556,20 @@ post_request(FerryVm *vm, int what, FerryVmCommandKind cmd, const char *text)
     g_main_context_invoke_full(vm->ctx, G_PRIORITY_DEFAULT, run_request, r, free_request);
 }
 
+/* A guest that hammers a reset or power-off register queues one request,
+ * not thousands: the flag drops when the engine thread takes it. */
 void
 ferry_vm_request_poweroff(FerryVm *vm, const char *why)
 {
-    post_request(vm, 0, 0, why);
+    if (g_atomic_int_compare_and_exchange(&vm->poweroff_pending, 0, 1))
+        post_request(vm, 0, 0, why);
 }
 
 void
 ferry_vm_request_reset(FerryVm *vm, const char *why)
 {
-    post_request(vm, 1, 0, why);
+    if (g_atomic_int_compare_and_exchange(&vm->reset_pending, 0, 1))
+        post_request(vm, 1, 0, why);
 }
 
 void
@@ -557,7 +582,9 @@ void
 ferry_vm_send(FerryVm *vm, const FerryVmCommand *cmd)
 {
     g_return_if_fail(vm != NULL && cmd != NULL);
-    if (ferry_vm_state_locked_get(vm) == FERRY_VM_STATE_CREATED) {
+    /* Not started: nothing runs, a stop is just a state. Once started (even
+     * before the engine thread has set Running) every command goes there. */
+    if (!vm->engine_thread && ferry_vm_state_locked_get(vm) == FERRY_VM_STATE_CREATED) {
         if (cmd->kind == FERRY_VM_CMD_STOP) {
             g_mutex_lock(&vm->state_lock);
             vm->stop_reason = FERRY_VM_STOP_QUIT;
@@ -970,6 +997,10 @@ ferry_vm_free(FerryVm *vm)
         g_thread_join(vm->engine_thread);
         vm->engine_thread = NULL;
         vm_unref(vm);       /* the engine thread's reference */
+        /* Nothing runs the engine context any more: drop it now, with the
+         * requests still queued on it (their references to vm go too). */
+        g_clear_pointer(&vm->loop, g_main_loop_unref);
+        g_clear_pointer(&vm->ctx, g_main_context_unref);
     }
     teardown(vm);
     vm_unref(vm);

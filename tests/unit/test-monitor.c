@@ -101,6 +101,32 @@ test_guest_memory_bounds(void)
     g_assert_nonnull(ferry_guest_ptr(&mem, 0x1000, 4096));
 }
 
+/* Stop at once after start, before the engine thread has set Running,
+ * then free: must neither hang nor leak a running VM (riscv64: no KVM needed). */
+static void
+test_stop_right_after_start(void)
+{
+    if (!g_file_test("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin", G_FILE_TEST_EXISTS)) {
+        g_test_skip("Debian's opensbi package is needed for a riscv64 VM");
+        return;
+    }
+    for (int i = 0; i < 20; i++) {
+        FerryVmConfig c;
+        ferry_vm_config_init(&c);
+        c.arch = FERRY_ARCH_RISCV64;
+        c.memory_bytes = 64ULL << 20;
+        c.serial = FERRY_SERIAL_NONE;
+        g_autoptr(GError) error = NULL;
+        FerryVm *vm = ferry_vm_new(&c, NULL, NULL, NULL, &error);
+        g_assert_no_error(error);
+        g_assert_true(ferry_vm_start(vm, &error));
+        ferry_vm_send_simple(vm, i % 2 ? FERRY_VM_CMD_STOP : FERRY_VM_CMD_PAUSE);
+        if (i % 3 == 0)
+            g_usleep(1000);
+        ferry_vm_free(vm);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -110,5 +136,6 @@ main(int argc, char **argv)
     g_test_add_func("/config/memory-sizes", test_memory_sizes);
     g_test_add_func("/bus/unassigned", test_bus_unassigned);
     g_test_add_func("/guest-memory/bounds", test_guest_memory_bounds);
+    g_test_add_func("/vm/stop-right-after-start", test_stop_right_after_start);
     return g_test_run();
 }
