@@ -159,24 +159,31 @@ test_linux_power_button(void)
     g_autofree char *initrd = kernel ? ferry_test_guest_file("riscv64/initramfs.cpio.gz") : NULL;
     if (!kernel || !initrd)
         return;
+    g_autofree char *dir = g_dir_make_tmp("ferry-pb-XXXXXX", NULL);
+    g_autofree char *sock = g_build_filename(dir, "mon.sock", NULL);
+    g_autofree char *mon = g_strdup_printf("unix:%s", sock);
+    /* The monitor on its own socket: its prompt never splits a console line. */
     const char *argv[] = { ferry_test_ferryctl(), "run", "--arch", "riscv64", "--kernel", kernel,
                            "--initrd", initrd, "--append", "console=ttyS0 guest_mode=shell",
-                           "-m", "256M", "--monitor", "stdio", NULL };
+                           "-m", "256M", "--monitor", mon, NULL };
     FerryTestProc *p = ferry_test_spawn(argv);
 
     ferry_test_expect(p, "input: Ferry Power Button", BOOT_TIMEOUT_MS);
     ferry_test_expect(p, "GUEST-SHELL", BOOT_TIMEOUT_MS);
-    ferry_test_proc_write(p, "\001c");
+    FerryTestMonitor *m = ferry_test_monitor_connect(sock, 10000);
+    g_assert_nonnull(m);
     /* acpid opens the input device a moment after the shell starts; a
      * press before that is not seen, so press again as a person would. */
     gboolean seen = FALSE;
     for (int i = 0; i < 15 && !seen; i++) {
-        ferry_test_proc_write(p, "system_powerdown\n");
+        g_autofree char *reply = ferry_test_monitor_cmd(m, "system_powerdown", 5000);
         seen = ferry_test_proc_expect(p, "GUEST-POWERBUTTON", 2000);
     }
     g_assert_true(seen);
     g_assert_cmpint(ferry_test_proc_wait(p, 60000), ==, 0);
+    ferry_test_monitor_free(m);
     ferry_test_proc_free(p);
+    g_rmdir(dir);
 }
 
 static void
