@@ -11,6 +11,7 @@
 #include "machine-riscv-virt-private.h"
 #include "cpu-riscv-private.h"
 
+#include <sched.h>
 #include <string.h>
 
 #define SLICE 200000
@@ -24,7 +25,9 @@ typedef struct {
     GThread *thread;
     GMutex wake_lock;
     GCond wake_cond;
-    gboolean wake;               /* an interrupt line changed or a kick */
+    gboolean wake;               /* atomic: an interrupt line changed or a kick */
+    gboolean sleeping;           /* atomic: on wake_cond, set under wake_lock */
+    gint64 poll_us;              /* halt-polling window, see wait_for_interrupt */
 } Hart;
 
 struct Soft {
@@ -57,11 +60,18 @@ bus_time(void *opaque)
     return ferry_machine_riscv_virt_mtime(opaque);
 }
 
+/* Only a sleeping hart needs the lock and the futex: a running or polling
+ * one sees `wake` (or the interrupt line itself) on its own. The hart sets
+ * `sleeping` and then reads `wake`; this sets `wake` and then reads
+ * `sleeping` (both sequentially consistent), so one of the two sees the
+ * other and no wake-up is lost. */
 static void
 wake_hart(Hart *h)
 {
+    __atomic_store_n(&h->wake, TRUE, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&h->sleeping, __ATOMIC_SEQ_CST))
+        return;
     g_mutex_lock(&h->wake_lock);
-    h->wake = TRUE;
     g_cond_signal(&h->wake_cond);
     g_mutex_unlock(&h->wake_lock);
 }
@@ -73,26 +83,81 @@ stop_requested(Soft *s)
            __atomic_load_n(&s->quit_req, __ATOMIC_RELAXED);
 }
 
-/* WFI: sleep until an enabled interrupt is pending, the timer is due, or
- * the engine wants the hart. */
+/* Halt polling (the idea of KVM's halt_poll_ns): a hart in WFI first spins
+ * for up to poll_us watching its interrupt lines and sleeps only if nothing
+ * came. Waking a sleeping thread from another CPU costs 10-30 us (futex,
+ * scheduler, and on a nested host an IPI through the hypervisor), longer
+ * than a disk request served from the host's page cache, so without it a
+ * guest waiting on its disk spends most of each request asleep. The window
+ * adapts per hart: it grows (doubling from POLL_START_US) while waits end
+ * within POLL_MAX_US and shrinks (halving) when one outlasts that, so an
+ * idle guest, whose timer ticks are milliseconds apart, soon stops polling. */
+#define POLL_START_US 10
+#define POLL_MAX_US   200
+
+static gboolean
+wfi_done(Hart *h)
+{
+    return ferry_rv_hart_wfi_wakeup(h->hart) || stop_requested(h->soft) ||
+           __atomic_load_n(&h->wake, __ATOMIC_ACQUIRE);
+}
+
+/* Spins until wfi_done, the deadline or the window ends; TRUE if woken. */
+static gboolean
+halt_poll(Hart *h, gint64 start, gint64 deadline)
+{
+    gint64 until = MIN(start + h->poll_us, deadline);
+    for (;;) {
+        if (wfi_done(h))
+            return TRUE;
+        if (g_get_monotonic_time() >= until)
+            return FALSE;
+        /* Polite: another thread ready on this CPU runs first. */
+        sched_yield();
+    }
+}
+
+static void
+adapt_poll(Hart *h, gint64 waited)
+{
+    if (waited <= h->poll_us)
+        return;                                 /* polling caught it */
+    if (waited > POLL_MAX_US)
+        h->poll_us = h->poll_us / 2 < POLL_START_US ? 0 : h->poll_us / 2;
+    else if (h->poll_us < POLL_MAX_US)
+        h->poll_us = MIN(h->poll_us ? h->poll_us * 2 : POLL_START_US, POLL_MAX_US);
+}
+
+/* WFI: poll, then sleep until an enabled interrupt is pending, the timer is
+ * due, or the engine wants the hart. */
 static void
 wait_for_interrupt(Hart *h)
 {
     Soft *s = h->soft;
+    gint64 start = g_get_monotonic_time();
 
     for (;;) {
         gint64 deadline = ferry_machine_riscv_virt_poll_timer(s->vm, h->index);
+        __atomic_store_n(&h->wake, FALSE, __ATOMIC_SEQ_CST);
         if (ferry_rv_hart_wfi_wakeup(h->hart) || stop_requested(s))
-            return;
+            break;
+        if (h->poll_us && g_get_monotonic_time() < start + h->poll_us) {
+            if (halt_poll(h, start, deadline))
+                continue;
+            if (g_get_monotonic_time() >= deadline)
+                continue;                       /* the timer: poll_timer raises it */
+        }
         g_mutex_lock(&h->wake_lock);
-        if (!h->wake) {
+        __atomic_store_n(&h->sleeping, TRUE, __ATOMIC_SEQ_CST);
+        if (!wfi_done(h)) {
             if (deadline == G_MAXINT64)
                 deadline = g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND;
             g_cond_wait_until(&h->wake_cond, &h->wake_lock, deadline);
         }
-        h->wake = FALSE;
+        __atomic_store_n(&h->sleeping, FALSE, __ATOMIC_SEQ_CST);
         g_mutex_unlock(&h->wake_lock);
     }
+    adapt_poll(h, g_get_monotonic_time() - start);
 }
 
 static gpointer

@@ -11,8 +11,9 @@
  *    slot is a constant: with the length loaded from the slot the dispatch chain had a
  *    load in it and ran at ~500 MIPS; with constant steps ~1100 MIPS.  Straight-line code
  *    steps to the next slot without any lookup; a taken branch within the page is an
- *    index computation; leaving the page goes through a 64-entry iTLB that maps a
- *    virtual page straight to its RvPage.  Budget, kicks and interrupt lines are checked
+ *    index computation; leaving the page goes through a 1024-entry iTLB that maps a
+ *    virtual page straight to its RvPage.  (64 entries missed about 100 times per 4 KiB
+ *    disk request in Linux's block path, each miss a page walk.)  Budget, kicks and interrupt lines are checked
  *    on every taken branch and page change, so a slice is bounded and an interrupt is
  *    seen within one basic block.  A block cache (superblocks) was not needed to reach
  *    the target, and would complicate precise traps.
@@ -24,8 +25,8 @@
  *      a double-precision fmadd/fadd loop (113M instructions): Ferry 0.33 s, qemu 0.10 s
  *    Linux 6.1 + OpenSBI 1.1 + busybox initramfs boots to init and powers off in 0.5 s
  *    (94M instructions, 1 hart).
- *  - Data accesses go through a per-hart, per-privilege software TLB (256 entries for
- *    loads, 256 for stores) mapping a virtual page to a host addend; the tag compare also
+ *  - Data accesses go through a per-hart, per-privilege software TLB (1024 entries for
+ *    loads, 1024 for stores; a flush clears only the entries filled since the last one) mapping a virtual page to a host addend; the tag compare also
  *    checks natural alignment, so the fast path is one compare.  Entries are filled only
  *    after the page walk and the RAM bounds check; MMIO and misaligned accesses take the
  *    slow path.  Stores never get a fast-path entry for a page holding decoded code, so a
@@ -62,13 +63,14 @@
 #define PG_SHIFT    12
 #define PG_SIZE     4096ULL
 #define PG_MASK     (~(PG_SIZE - 1))
-#define TLB_BITS    8
+#define TLB_BITS    10
 #define TLB_N       (1u << TLB_BITS)
-#define ITLB_BITS   6
+#define ITLB_BITS   10
 #define ITLB_N      (1u << ITLB_BITS)
 #define SLOTS       (PG_SIZE / 2)
 #define MAX_DECODED_PAGES 1536
 #define TLB_INVALID (~0ULL)
+#define TLB_USED_MAX 512
 
 enum { PRV_U = 0, PRV_S = 1, PRV_M = 3 };
 enum { ACC_R = 0, ACC_W = 1, ACC_X = 2 };
@@ -154,6 +156,15 @@ typedef struct {
     RvPage *page;
 } RvITlbEntry;
 
+/* The entries of one privilege's TLBs filled since its last flush, so that
+ * a flush (SFENCE.VMA, satp, SUM/MXR changes: thousands while Linux boots)
+ * touches those rather than all 2 * TLB_N + ITLB_N. n > TLB_USED_MAX: too
+ * many to list, the flush clears everything. */
+typedef struct {
+    uint64_t *tag[TLB_USED_MAX];
+    unsigned n;
+} RvTlbUsed;
+
 /* State shared by all harts on the same guest RAM, for LR/SC across host threads:
  * per RAM page the number of reservations held there (stores to such a page take the
  * locked path), and per address bucket a generation counter used as a tiny seqlock:
@@ -199,8 +210,11 @@ struct FerryRvHart {
     const void *lbl_decode, *lbl_pageend;
     RvInsn xins[3];             /* an instruction crossing a page boundary, + sentinels */
 
+    uint64_t *decoded;          /* the RAM page indices in pages[], n_pages of them */
+
     RvDTlb dtlbs[4];
     RvITlbEntry itlbs[4][ITLB_N];
+    RvTlbUsed tlb_used[4];
 };
 
 /* ------------------------------------------------------------------------------------- */
@@ -604,8 +618,27 @@ static void decode(uint32_t raw, Decoded *d, unsigned *len)
 /* ------------------------------------------------------------------------------------- */
 /* TLBs, decoded pages, translation */
 
+static inline void tlb_note(FerryRvHart *h, unsigned p, uint64_t *tag)
+{
+    RvTlbUsed *u = &h->tlb_used[p];
+    if (*tag != TLB_INVALID)
+        return;                 /* listed when it was filled */
+    if (u->n < TLB_USED_MAX)
+        u->tag[u->n] = tag;
+    if (u->n <= TLB_USED_MAX)
+        u->n++;
+}
+
 static void tlb_flush_set(FerryRvHart *h, unsigned p)
 {
+    RvTlbUsed *u = &h->tlb_used[p];
+    if (u->n <= TLB_USED_MAX) {
+        for (unsigned i = 0; i < u->n; i++)
+            *u->tag[i] = TLB_INVALID;
+        u->n = 0;
+        return;
+    }
+    u->n = 0;
     for (unsigned i = 0; i < TLB_N; i++) {
         h->dtlbs[p].r[i].tag = TLB_INVALID;
         h->dtlbs[p].w[i].tag = TLB_INVALID;
@@ -614,16 +647,45 @@ static void tlb_flush_set(FerryRvHart *h, unsigned p)
         h->itlbs[p][i].tag = TLB_INVALID;
 }
 
+/* Everything, listed or not (a new or reset hart). */
 static void tlb_flush_all(FerryRvHart *h)
 {
-    for (unsigned p = 0; p < 4; p++)
+    for (unsigned p = 0; p < 4; p++) {
+        h->tlb_used[p].n = TLB_USED_MAX + 1;
         tlb_flush_set(h, p);
+    }
 }
 
 static void tlb_flush_paged(FerryRvHart *h)
 {
     tlb_flush_set(h, PRV_U);
     tlb_flush_set(h, PRV_S);
+}
+
+/* Drops the store-TLB entries that reach host page `host`: it now holds
+ * decoded code, so stores there must take the slow path (code_invalidate).
+ * Only the listed entries when there is a list: a page's first decode comes
+ * often when OpenSBI's or the kernel's code shares a page with data. */
+static void wtlb_drop_page(FerryRvHart *h, const uint8_t *host)
+{
+    for (unsigned p = 0; p < 4; p++) {
+        RvTlbUsed *u = &h->tlb_used[p];
+        RvTlbEntry *w = h->dtlbs[p].w;
+        if (u->n <= TLB_USED_MAX) {
+            for (unsigned i = 0; i < u->n; i++) {
+                uint64_t *tag = u->tag[i];
+                if ((uintptr_t)tag < (uintptr_t)w || (uintptr_t)tag >= (uintptr_t)(w + TLB_N))
+                    continue;       /* a load or fetch entry */
+                RvTlbEntry *e = (RvTlbEntry *)tag;
+                if (e->tag != TLB_INVALID && (const uint8_t *)(e->addend + (uintptr_t)(e->tag & PG_MASK)) == host)
+                    e->tag = TLB_INVALID;
+            }
+            continue;
+        }
+        for (unsigned i = 0; i < TLB_N; i++)
+            if (w[i].tag != TLB_INVALID && (const uint8_t *)(w[i].addend + (uintptr_t)(w[i].tag & PG_MASK)) == host)
+                w[i].tag = TLB_INVALID;
+    }
 }
 
 static void wtlb_flush(FerryRvHart *h)
@@ -648,13 +710,12 @@ static void update_mode(FerryRvHart *h)
 
 static void code_flush(FerryRvHart *h)
 {
-    for (uint64_t i = 0; i < h->ram_pages; i++) {
-        if (h->pages[i]) {
-            g_free(h->pages[i]);
-            h->pages[i] = NULL;
-        }
+    for (unsigned i = 0; i < h->n_pages; i++) {
+        uint64_t idx = h->decoded[i];
+        g_free(h->pages[idx]);
+        h->pages[idx] = NULL;
+        h->code[idx] = 0;       /* only decoded pages have it set */
     }
-    memset(h->code, 0, h->ram_pages);
     h->n_pages = 0;
     for (unsigned p = 0; p < 4; p++)
         for (unsigned i = 0; i < ITLB_N; i++)
@@ -832,11 +893,12 @@ static unsigned translate(FerryRvHart *h, uint64_t va, int acc, unsigned priv, u
     return fault_cause(acc, TRUE);
 }
 
-static void tlb_fill(FerryRvHart *h, RvTlbEntry *e, uint64_t va, uint64_t pa)
+static void tlb_fill(FerryRvHart *h, unsigned p, RvTlbEntry *e, uint64_t va, uint64_t pa)
 {
     uint8_t *host = ram_ptr(h, pa & PG_MASK, PG_SIZE);
     if (!host)
         return;
+    tlb_note(h, p, &e->tag);
     e->tag = va & PG_MASK;
     e->addend = (uintptr_t)host - (uintptr_t)(va & PG_MASK);
 }
@@ -858,7 +920,7 @@ static unsigned load_slow(FerryRvHart *h, uint64_t va, unsigned size, uint64_t *
         case 4: *val = __atomic_load_n((uint32_t *)host, __ATOMIC_RELAXED); break;
         default: *val = __atomic_load_n((uint64_t *)host, __ATOMIC_RELAXED); break;
         }
-        tlb_fill(h, &h->dtlbs[p].r[(va >> PG_SHIFT) & (TLB_N - 1)], va, pa);
+        tlb_fill(h, p, &h->dtlbs[p].r[(va >> PG_SHIFT) & (TLB_N - 1)], va, pa);
         return 0;
     }
     ferry_rv_fp_suspend(&h->fflags);
@@ -885,7 +947,7 @@ static unsigned store_translate(FerryRvHart *h, uint64_t va, unsigned size, uint
         uint64_t idx = (*pa - h->bus.ram_base) >> PG_SHIFT;
         if (unlikely(h->code[idx]))
             code_invalidate(h, idx);
-        tlb_fill(h, &h->dtlbs[p].w[(va >> PG_SHIFT) & (TLB_N - 1)], va, *pa);
+        tlb_fill(h, p, &h->dtlbs[p].w[(va >> PG_SHIFT) & (TLB_N - 1)], va, *pa);
     }
     return 0;
 }
@@ -949,7 +1011,7 @@ static inline unsigned lr_host(FerryRvHart *h, uint64_t va, unsigned size, uint8
     *host = ram_ptr(h, pa, size);
     if (!*host)
         return EXC_LOAD_ACCESS;
-    tlb_fill(h, &h->dtlbs[p].r[(va >> PG_SHIFT) & (TLB_N - 1)], va, pa);
+    tlb_fill(h, p, &h->dtlbs[p].r[(va >> PG_SHIFT) & (TLB_N - 1)], va, pa);
     return 0;
 }
 
@@ -977,9 +1039,10 @@ static unsigned itlb_fill(FerryRvHart *h, uint64_t pc, RvPage **out)
             pg->slot[i].len = 0;
         }
         h->pages[idx] = pg;
-        h->n_pages++;
+        h->decoded[h->n_pages++] = idx;
     }
     RvITlbEntry *e = &h->itlb[(pc >> PG_SHIFT) & (ITLB_N - 1)];
+    tlb_note(h, h->priv, &e->tag);
     e->tag = pc & PG_MASK;
     e->page = pg;
     *out = pg;
@@ -1285,6 +1348,7 @@ FerryRvHart *ferry_rv_hart_new(const FerryRvBus *bus, uint64_t hartid)
     h->ram_pages = bus->ram_size / PG_SIZE;
     h->pages = g_new0(RvPage *, h->ram_pages);
     h->code = g_malloc0(h->ram_pages);
+    h->decoded = g_new(uint64_t, MAX_DECODED_PAGES);
     ferry_rv_hart_reset(h, bus->ram_base);
     return h;
 }
@@ -1299,6 +1363,7 @@ void ferry_rv_hart_free(FerryRvHart *h)
         g_free(h->pages[i]);
     g_free(h->pages);
     g_free(h->code);
+    g_free(h->decoded);
     g_free(h);
 }
 
@@ -1551,7 +1616,7 @@ op_decode: {
         unsigned len;
         if (unlikely(!h->code[cur->ram_index])) {
             h->code[cur->ram_index] = 1;
-            wtlb_flush(h);
+            wtlb_drop_page(h, cur->host);
         }
         if ((raw & 3) == 3) {
             if (unlikely(off == PG_SIZE - 2)) {

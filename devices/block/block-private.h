@@ -8,6 +8,8 @@
 
 G_BEGIN_DECLS
 
+#define FERRY_BLOCK_WORKERS 4
+
 struct FerryBlock {
     const FerryBlockDriver *drv;
     gpointer opaque;                /* the driver's state */
@@ -24,7 +26,15 @@ struct FerryBlock {
     guint inflight;                 /* running or queued */
     guint queued;                   /* submitted async, not started */
     guint quiesce;                  /* > 0: new requests wait */
-    GThreadPool *pool;
+    /* The async queue and its workers (block.c, "workers"). */
+    FerryBlockReq *head, **tail;
+    guint nqueue;                   /* atomic reads by a polling worker */
+    GCond work_cond;
+    GThread *threads[FERRY_BLOCK_WORKERS];
+    guint nthreads, sleepers;
+    gboolean poller;                /* a worker is polling the queue */
+    gboolean stopping;
+    gint64 poll_us;
     char *last_error;
     guint64 error_count;
 };

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,8 +22,6 @@ static const FerryBlockDriver *const drivers[] = {
     &ferry_block_qcow2,
     &ferry_block_raw,
 };
-
-#define WORKER_THREADS 4
 
 /* ---- iovecs -------------------------------------------------------------- */
 
@@ -397,6 +396,8 @@ block_new(const FerryBlockDriver *drv, const char *filename, int fd, FerryBlockF
     bs->flags = flags;
     g_mutex_init(&bs->mutex);
     g_cond_init(&bs->cond);
+    g_cond_init(&bs->work_cond);
+    bs->tail = &bs->head;
     return bs;
 }
 
@@ -409,6 +410,7 @@ block_free(FerryBlock *bs)
     g_free(bs->last_error);
     g_mutex_clear(&bs->mutex);
     g_cond_clear(&bs->cond);
+    g_cond_clear(&bs->work_cond);
     g_free(bs);
 }
 
@@ -497,14 +499,15 @@ ferry_block_open(const char *filename, const char *format, FerryBlockFlags flags
     return ferry_block_open_child(filename, format, flags, NULL, error);
 }
 
+static void stop_workers(FerryBlock *bs);
+
 void
 ferry_block_close(FerryBlock *bs)
 {
     if (!bs)
         return;
     ferry_block_drain(bs);
-    if (bs->pool)
-        g_thread_pool_free(bs->pool, FALSE, TRUE);
+    stop_workers(bs);
     if (bs->drv->close)
         bs->drv->close(bs);
     ferry_block_close(bs->backing);
@@ -618,10 +621,125 @@ ferry_block_submit(FerryBlock *bs, FerryBlockReq *req)
     run_req(bs, req, FALSE);
 }
 
-static void
-worker(gpointer data, gpointer user_data)
+/* ---- workers -------------------------------------------------------------
+ *
+ * Async requests run on up to FERRY_BLOCK_WORKERS threads per image, so no
+ * I/O happens on a vCPU thread. A worker that runs out of requests polls
+ * the queue for up to poll_us before it sleeps, and a submitter wakes a
+ * sleeper only when nobody polls: waking a sleeping thread on another CPU
+ * costs 10-30 us (more than a 4 KiB request from the page cache), and a
+ * guest at queue depth 1 sends its next request a few tens of us after the
+ * last completes. One worker polls at a time. The window adapts like the
+ * harts' halt polling (engine/accel-soft.c): it doubles (from POLL_START_US)
+ * while requests arrive within POLL_MAX_US of the last and halves when one
+ * does not, so an idle disk costs no CPU after a few requests. */
+#define POLL_START_US 10
+#define POLL_MAX_US   200
+
+static gboolean
+poll_queue(FerryBlock *bs, gint64 until)
 {
-    run_req(user_data, data, TRUE);
+    while (!__atomic_load_n(&bs->nqueue, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&bs->stopping, __ATOMIC_RELAXED) || g_get_monotonic_time() >= until)
+            return FALSE;
+        /* Polite: another thread ready on this CPU runs first. */
+        sched_yield();
+    }
+    return TRUE;
+}
+
+static void
+adapt_poll(FerryBlock *bs, gint64 waited)
+{
+    if (waited <= bs->poll_us)
+        return;
+    if (waited > POLL_MAX_US)
+        bs->poll_us = bs->poll_us / 2 < POLL_START_US ? 0 : bs->poll_us / 2;
+    else if (bs->poll_us < POLL_MAX_US)
+        bs->poll_us = MIN(bs->poll_us ? bs->poll_us * 2 : POLL_START_US, POLL_MAX_US);
+}
+
+/* With bs->mutex held: waits for a request (polling first if nobody else
+ * does) and takes it; NULL when the image closes. */
+static FerryBlockReq *
+next_req(FerryBlock *bs)
+{
+    gint64 start = g_get_monotonic_time();
+    while (!bs->head && !bs->stopping) {
+        if (!bs->poller && bs->poll_us) {
+            bs->poller = TRUE;
+            g_mutex_unlock(&bs->mutex);
+            poll_queue(bs, start + bs->poll_us);
+            g_mutex_lock(&bs->mutex);
+            bs->poller = FALSE;
+            if (bs->head || bs->stopping)
+                break;
+        }
+        bs->sleepers++;
+        g_cond_wait(&bs->work_cond, &bs->mutex);
+        bs->sleepers--;
+    }
+    FerryBlockReq *req = bs->head;
+    if (!req)
+        return NULL;
+    adapt_poll(bs, g_get_monotonic_time() - start);
+    bs->head = req->next;
+    if (!bs->head)
+        bs->tail = &bs->head;
+    __atomic_store_n(&bs->nqueue, bs->nqueue - 1, __ATOMIC_RELEASE);
+    return req;
+}
+
+static gpointer
+worker(gpointer data)
+{
+    FerryBlock *bs = data;
+    g_mutex_lock(&bs->mutex);
+    for (;;) {
+        FerryBlockReq *req = next_req(bs);
+        if (!req)
+            break;
+        g_mutex_unlock(&bs->mutex);
+        run_req(bs, req, TRUE);
+        g_mutex_lock(&bs->mutex);
+    }
+    g_mutex_unlock(&bs->mutex);
+    return NULL;
+}
+
+/* With bs->mutex held: makes sure a worker takes the request just queued;
+ * FALSE if there is no worker and none can start. */
+static gboolean
+find_worker(FerryBlock *bs)
+{
+    if (bs->poller)
+        return TRUE;
+    if (bs->sleepers) {
+        g_cond_signal(&bs->work_cond);
+        return TRUE;
+    }
+    if (bs->nthreads < FERRY_BLOCK_WORKERS) {
+        GThread *t = g_thread_try_new("ferry-blk", worker, bs, NULL);
+        if (t) {
+            bs->threads[bs->nthreads++] = t;
+            return TRUE;
+        }
+    }
+    /* A busy worker takes it when it finishes. */
+    return bs->nthreads > 0;
+}
+
+static void
+stop_workers(FerryBlock *bs)
+{
+    g_mutex_lock(&bs->mutex);
+    __atomic_store_n(&bs->stopping, TRUE, __ATOMIC_RELAXED);
+    g_cond_broadcast(&bs->work_cond);
+    guint n = bs->nthreads;
+    bs->nthreads = 0;
+    g_mutex_unlock(&bs->mutex);
+    for (guint i = 0; i < n; i++)
+        g_thread_join(bs->threads[i]);
 }
 
 void
@@ -629,15 +747,28 @@ ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req)
 {
     g_return_if_fail(bs != NULL && req != NULL && req->done != NULL);
     req->bs = bs;
+    req->next = NULL;
     g_mutex_lock(&bs->mutex);
-    if (!bs->pool)
-        bs->pool = g_thread_pool_new(worker, bs, WORKER_THREADS, FALSE, NULL);
     /* In flight from now on, so drain waits for it; queued, so quiesce does
      * not (it waits in run_req until the quiesce ends). */
     bs->inflight++;
     bs->queued++;
+    if (!bs->tail)
+        bs->tail = &bs->head;
+    *bs->tail = req;
+    bs->tail = &req->next;
+    __atomic_store_n(&bs->nqueue, bs->nqueue + 1, __ATOMIC_RELEASE);
+    if (find_worker(bs)) {
+        g_mutex_unlock(&bs->mutex);
+        return;
+    }
+    /* The host is out of threads: better slow than stuck. Run it here. */
+    bs->head = NULL;
+    bs->tail = &bs->head;
+    __atomic_store_n(&bs->nqueue, 0, __ATOMIC_RELEASE);
     g_mutex_unlock(&bs->mutex);
-    g_thread_pool_push(bs->pool, req, NULL);
+    g_warning("ferry-block: no I/O thread for %s; running a request in the caller", bs->filename);
+    run_req(bs, req, TRUE);
 }
 
 void

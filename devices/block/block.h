@@ -79,6 +79,7 @@ struct FerryBlockReq {
     gpointer opaque;                /* the submitter's */
     /* The core's; do not touch. */
     FerryBlock *bs;
+    FerryBlockReq *next;            /* the async queue */
 };
 
 /* A driver returns this from submit when it will finish the request later
