@@ -26,8 +26,9 @@
  *    Linux 6.1 + OpenSBI 1.1 + busybox initramfs boots to init and powers off in 0.5 s
  *    (94M instructions, 1 hart).
  *  - Data accesses go through a per-hart, per-privilege software TLB (1024 entries for
- *    loads, 1024 for stores; a flush clears only the entries filled since the last one) mapping a virtual page to a host addend; the tag compare also
- *    checks natural alignment, so the fast path is one compare.  Entries are filled only
+ *    loads, 1024 for stores; a flush clears only the entries filled since the last one)
+ *    mapping a virtual page to a host addend; the tag compare also checks natural
+ *    alignment, so the fast path is one compare.  Entries are filled only
  *    after the page walk and the RAM bounds check; MMIO and misaligned accesses take the
  *    slow path.  Stores never get a fast-path entry for a page holding decoded code, so a
  *    store there invalidates the decoded slots of that page (self-modifying code works

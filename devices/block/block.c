@@ -1055,7 +1055,27 @@ ferry_block_create(const char *filename, const FerryBlockCreateOptions *opts, GE
 
 /* ---- commit ------------------------------------------------------------------- */
 
-#define COPY_CHUNK (4u << 20)
+/* 1 MiB: the copy reaches the disk in steps this small (see start_writeback),
+ * so the flush at the end waits for the last step only; 4 MiB steps measured
+ * about 5% slower. */
+#define COPY_CHUNK (1u << 20)
+
+/* Asks the kernel to start writing dst's dirty pages, without waiting. A
+ * copy into the page cache followed by one fdatasync leaves the disk idle
+ * while the copy runs and the CPU idle while the disk writes; started after
+ * every step, the writeback overlaps the rest of the copy and the final
+ * flush finds little left (a 256 MiB commit on the bench host: 0.18 s to
+ * 0.09-0.12 s, where `dd conv=fdatasync` takes 0.12-0.17 s). The whole
+ * file, not the range just written, since a qcow2 destination puts the
+ * data elsewhere. Only a hint: durability stays the flush's job, and it
+ * cannot reorder what a driver orders with its own fdatasyncs, because the
+ * kernel's flusher may write any dirty page at any moment anyway. */
+static void
+start_writeback(FerryBlock *dst)
+{
+    if (dst->fd >= 0)
+        sync_file_range(dst->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
 
 gboolean
 ferry_block_copy_top(FerryBlock *src, FerryBlock *dst, GError **error)
@@ -1076,9 +1096,11 @@ ferry_block_copy_top(FerryBlock *src, FerryBlock *dst, GError **error)
             if (st & FERRY_BLOCK_STATUS_ZERO) {
                 if (!ferry_block_write_zeroes(dst, off, len, error))
                     return FALSE;
-            } else if (!ferry_block_pread(src, off, buf, len, error) ||
-                       !ferry_block_pwrite(dst, off, buf, len, error)) {
-                return FALSE;
+            } else {
+                if (!ferry_block_pread(src, off, buf, len, error) ||
+                    !ferry_block_pwrite(dst, off, buf, len, error))
+                    return FALSE;
+                start_writeback(dst);
             }
         }
         off += len;
