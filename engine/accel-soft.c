@@ -10,8 +10,8 @@
 #include "vm-private.h"
 #include "machine-riscv-virt-private.h"
 #include "cpu-riscv-private.h"
+#include "../devices/busy-poll.h"
 
-#include <sched.h>
 #include <string.h>
 
 #define SLICE 200000
@@ -83,18 +83,9 @@ stop_requested(Soft *s)
            __atomic_load_n(&s->quit_req, __ATOMIC_RELAXED);
 }
 
-/* Halt polling (the idea of KVM's halt_poll_ns): a hart in WFI first spins
- * for up to poll_us watching its interrupt lines and sleeps only if nothing
- * came. Waking a sleeping thread from another CPU costs 10-30 us (futex,
- * scheduler, and on a nested host an IPI through the hypervisor), longer
- * than a disk request served from the host's page cache, so without it a
- * guest waiting on its disk spends most of each request asleep. The window
- * adapts per hart: it grows (doubling from POLL_START_US) while waits end
- * within POLL_MAX_US and shrinks (halving) when one outlasts that, so an
- * idle guest, whose timer ticks are milliseconds apart, soon stops polling. */
-#define POLL_START_US 10
-#define POLL_MAX_US   200
-
+/* Halt polling (devices/busy-poll.h): a hart in WFI first spins for up to
+ * poll_us watching its interrupt lines and sleeps only if nothing came, so
+ * a guest waiting on its disk does not spend each request asleep. */
 static gboolean
 wfi_done(Hart *h)
 {
@@ -106,26 +97,15 @@ wfi_done(Hart *h)
 static gboolean
 halt_poll(Hart *h, gint64 start, gint64 deadline)
 {
-    gint64 until = MIN(start + h->poll_us, deadline);
+    gint64 until = MIN(start + h->poll_us, deadline), last_yield = start;
     for (;;) {
         if (wfi_done(h))
             return TRUE;
-        if (g_get_monotonic_time() >= until)
+        gint64 now = g_get_monotonic_time();
+        if (now >= until)
             return FALSE;
-        /* Polite: another thread ready on this CPU runs first. */
-        sched_yield();
+        ferry_poll_pause(now, &last_yield);
     }
-}
-
-static void
-adapt_poll(Hart *h, gint64 waited)
-{
-    if (waited <= h->poll_us)
-        return;                                 /* polling caught it */
-    if (waited > POLL_MAX_US)
-        h->poll_us = h->poll_us / 2 < POLL_START_US ? 0 : h->poll_us / 2;
-    else if (h->poll_us < POLL_MAX_US)
-        h->poll_us = MIN(h->poll_us ? h->poll_us * 2 : POLL_START_US, POLL_MAX_US);
 }
 
 /* WFI: poll, then sleep until an enabled interrupt is pending, the timer is
@@ -157,7 +137,7 @@ wait_for_interrupt(Hart *h)
         __atomic_store_n(&h->sleeping, FALSE, __ATOMIC_SEQ_CST);
         g_mutex_unlock(&h->wake_lock);
     }
-    adapt_poll(h, g_get_monotonic_time() - start);
+    ferry_poll_adapt(&h->poll_us, g_get_monotonic_time() - start);
 }
 
 static gpointer

@@ -118,16 +118,9 @@ pc_build(FerryVm *vm, GError **error)
 
     pc->ram_size = c->memory_bytes;
     pc->low_size = MIN(pc->ram_size, LOW_RAM_MAX);
-    /* MAP_NORESERVE: a guest that never touches its RAM costs nothing. */
-    pc->ram = mmap(NULL, pc->ram_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (pc->ram == MAP_FAILED) {
-        pc->ram = NULL;
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                    "Cannot allocate %" G_GUINT64_FORMAT " MiB of guest memory: %s; choose less memory",
-                    pc->ram_size >> 20, g_strerror(errno));
+    pc->ram = ferry_machine_alloc_ram(pc->ram_size, error);
+    if (!pc->ram)
         return FALSE;
-    }
     madvise(pc->ram, pc->ram_size, MADV_MERGEABLE);
     ferry_guest_memory_add(&vm->mem, 0, pc->low_size, pc->ram);
     if (pc->ram_size > pc->low_size)

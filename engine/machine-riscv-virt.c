@@ -84,15 +84,9 @@ virt_build(FerryVm *vm, GError **error)
                     "A riscv64 VM needs at least 16 MiB of memory (firmware, kernel and device tree)");
         return FALSE;
     }
-    v->ram = mmap(NULL, v->ram_size, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (v->ram == MAP_FAILED) {
-        v->ram = NULL;
-        g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                    "Cannot allocate %" G_GUINT64_FORMAT " MiB of guest memory: %s; choose less memory",
-                    v->ram_size >> 20, g_strerror(errno));
+    v->ram = ferry_machine_alloc_ram(v->ram_size, error);
+    if (!v->ram)
         return FALSE;
-    }
     ferry_guest_memory_add(&vm->mem, RAM_BASE, v->ram_size, v->ram);
 
     v->firmware_path = g_strdup(c->bios_path ? c->bios_path

@@ -177,6 +177,10 @@ char *ferry_machine_pc_kernel_cmdline(FerryVm *vm);
 GBytes  *ferry_machine_read_file(const char *what, const char *path, GError **error);
 gboolean ferry_machine_map_device(FerryBus *bus, guint64 base, guint64 size, FerryDevice *dev,
                                   GError **error);
+/* Guest RAM: `size` bytes of zeroes, 2 MiB-aligned and backed by huge pages
+ * where the host allows; free with munmap(ram, size). NULL with an error
+ * that says to choose less memory. */
+guint8  *ferry_machine_alloc_ram(guint64 size, GError **error);
 
 /* machine-pc.c: the firmware image for the accelerator's ROM slot. */
 const guint8 *ferry_machine_pc_get_bios(FerryVm *vm, gsize *size);

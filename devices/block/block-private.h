@@ -35,6 +35,11 @@ struct FerryBlock {
     gboolean poller;                /* a worker is polling the queue */
     gboolean stopping;
     gint64 poll_us;
+    /* Write-behind (block.c): writes completed early, not yet written. */
+    struct FerryWbWrite *wb_list;
+    guint64 wb_bytes;
+    int wb_error;                   /* the first failure, for the next FLUSH */
+    gboolean wb_writer;             /* a worker is writing them */
     char *last_error;
     guint64 error_count;
 };

@@ -77,6 +77,9 @@ struct FerryBlockReq {
      * (ferry_block_last_error() says why), -ENOSPC host disk full. */
     void (*done)(FerryBlockReq *req, int result);
     gpointer opaque;                /* the submitter's */
+    /* WRITE from a device with a volatile write cache (its guest
+     * flushes): ferry_block_write_behind may take it. */
+    gboolean may_cache;
     /* The core's; do not touch. */
     FerryBlock *bs;
     FerryBlockReq *next;            /* the async queue */
@@ -159,6 +162,12 @@ void ferry_block_submit(FerryBlock *bs, FerryBlockReq *req);
 /* Queues req to the image's worker threads (started on first use) and
  * returns at once; req->done runs on a worker thread. Any thread. */
 void ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req);
+/* A may_cache WRITE taken at once (block.c, "write-behind"): its data is
+ * copied now, in the caller's thread (a memory copy, no I/O), and a worker
+ * writes the copy later. TRUE: taken, req is the caller's again and done
+ * is never called; the device completes it. FALSE: submit it with
+ * ferry_block_submit_async. */
+gboolean ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req);
 /* For asynchronous drivers: finishes a request submit returned
  * FERRY_BLOCK_REQ_IN_PROGRESS for. Any thread. */
 void ferry_block_req_complete(FerryBlockReq *req, int result);
