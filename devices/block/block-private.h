@@ -32,14 +32,17 @@ struct FerryBlock {
     GCond work_cond;
     GThread *threads[FERRY_BLOCK_WORKERS];
     guint nthreads, sleepers;
+    guint wakeups;                  /* signalled sleepers not yet awake */
     gboolean poller;                /* a worker is polling the queue */
     gboolean stopping;
     gint64 poll_us;
+    guint64 seq;                    /* requests queued or started so far */
     /* Write-behind (block.c): writes completed early, not yet written. */
     struct FerryWbWrite *wb_list;
     guint64 wb_bytes;
     int wb_error;                   /* the first failure, for the next FLUSH */
-    gboolean wb_writer;             /* a worker is writing them */
+    guint64 wb_error_seq;           /* the latest failed write's seq */
+    guint wb_hold;                  /* > 0: take no new ones (a quiesce) */
     char *last_error;
     guint64 error_count;
 };

@@ -605,25 +605,32 @@ check_req(FerryBlock *bs, FerryBlockReq *req)
  * guest a 1 MiB write is ~240 us of guest CPU and ~230 us of pwritev), and
  * no thread has to be woken for it. What keeps it a cache the guest cannot
  * tell from a disk's:
- *  - a request that overlaps a write not yet written (read, write,
- *    discard, zeroes) waits for it, and a FLUSH waits for all of them, so
- *    reads see the data, overlapping writes land in order, and a flush
- *    covers every write completed before it;
+ *  - a request that arrives after a write not yet written and overlaps
+ *    it (read, write, discard, zeroes) waits for it, and a FLUSH waits
+ *    for all that arrived before it, so reads see the data, overlapping
+ *    writes land in order, and a flush covers every write completed
+ *    before it. Arrival is req->seq, given under bs->mutex as a request
+ *    is queued (or starts, for ferry_block_submit), so it is also queue
+ *    order. A request that arrived earlier never waits for a later write:
+ *    the guest did not order them, and if it waited, enough such requests
+ *    would hold every worker while the write sat in the queue behind them;
+ *    this way a worker only ever waits for a write that a worker took
+ *    before, which nothing stops;
  *  - a write that fails late is logged and fails the next FLUSH (as a
  *    disk's cache reports it), and the guest sees an I/O error there;
- *  - they stay in flight for drain and quiesce (close, commit, snapshot);
+ *  - they stay in flight for drain; a quiesce (commit, discard, check)
+ *    lets them land first, so a commit includes them;
  *  - at most WB_MAX_BYTES per image are pending; beyond that, or when it
- *    overlaps a pending one, or while the image is quiesced, a write goes
- *    the usual way (ferry_block_write_behind says no).
+ *    overlaps a pending one, or while a quiesce waits or holds, a write
+ *    goes the usual way (ferry_block_write_behind says no).
  * A kill -9 loses what was completed but not flushed, which the guest
  * allowed for when it chose the write cache (and the kill -9 tests check:
  * every flushed record is in the image). */
 #define WB_MAX_BYTES (8u << 20)
 
 typedef struct FerryWbWrite {
-    FerryBlockReq req;              /* the write of the copy */
+    FerryBlockReq req;              /* the write of the copy; queued while listed */
     struct iovec iov;
-    gboolean ready;                 /* copied, waiting for the writer */
     struct FerryWbWrite *next;
 } FerryWbWrite;
 
@@ -633,12 +640,14 @@ overlaps(guint64 a, guint64 alen, guint64 b, guint64 blen)
     return a < b + blen && b < a + alen;
 }
 
-/* With bs->mutex held: req must wait for a write-behind write. */
+/* With bs->mutex held: req must wait for a write-behind write that arrived
+ * before `before` (req->seq; G_MAXUINT64 for any). */
 static gboolean
-wb_conflict(FerryBlock *bs, FerryBlockReq *req)
+wb_conflict(FerryBlock *bs, FerryBlockReq *req, guint64 before)
 {
     for (FerryWbWrite *w = bs->wb_list; w; w = w->next)
-        if (req->op == FERRY_BLOCK_OP_FLUSH || overlaps(req->offset, req->length, w->req.offset, w->req.length))
+        if (w->req.seq < before && (req->op == FERRY_BLOCK_OP_FLUSH ||
+                                    overlaps(req->offset, req->length, w->req.offset, w->req.length)))
             return TRUE;
     return FALSE;
 }
@@ -659,8 +668,11 @@ wb_done(FerryBlockReq *req, int result)
         p = &(*p)->next;
     *p = w->next;
     bs->wb_bytes -= req->length;
-    if (result < 0 && !bs->wb_error)
-        bs->wb_error = result == -ENOSPC ? -ENOSPC : -EIO;
+    if (result < 0) {
+        if (!bs->wb_error)
+            bs->wb_error = result == -ENOSPC ? -ENOSPC : -EIO;
+        bs->wb_error_seq = MAX(bs->wb_error_seq, req->seq);
+    }
     g_cond_broadcast(&bs->cond);
     g_mutex_unlock(&bs->mutex);
     g_free(w->iov.iov_base);
@@ -675,20 +687,25 @@ run_req(FerryBlock *bs, FerryBlockReq *req, gboolean queued)
     g_mutex_lock(&bs->mutex);
     while (bs->quiesce)
         g_cond_wait(&bs->cond, &bs->mutex);
-    if (queued)
+    if (queued) {
         bs->queued--;
-    else
+    } else {
         bs->inflight++;
+        req->seq = ++bs->seq;
+    }
     g_mutex_unlock(&bs->mutex);
 
     int r = check_req(bs, req);
     if (r == 0 && req->done != wb_done) {
         g_mutex_lock(&bs->mutex);
-        while (wb_conflict(bs, req))
+        while (wb_conflict(bs, req, req->seq))
             g_cond_wait(&bs->cond, &bs->mutex);
         if (req->op == FERRY_BLOCK_OP_FLUSH && bs->wb_error) {
             r = bs->wb_error;
-            bs->wb_error = 0;
+            /* A write that arrived after this flush and failed is reported
+             * again by the next one: its guest may not count this one. */
+            if (bs->wb_error_seq < req->seq)
+                bs->wb_error = 0;
         }
         g_mutex_unlock(&bs->mutex);
     }
@@ -748,6 +765,8 @@ next_req(FerryBlock *bs)
         bs->sleepers++;
         g_cond_wait(&bs->work_cond, &bs->mutex);
         bs->sleepers--;
+        if (bs->wakeups)
+            bs->wakeups--;
     }
     FerryBlockReq *req = bs->head;
     if (!req)
@@ -795,7 +814,10 @@ find_worker(FerryBlock *bs)
 {
     if (bs->poller)
         return TRUE;
-    if (bs->sleepers) {
+    /* Each signal wakes one sleeper: two requests queued before it runs
+     * need two (or a new worker), not one woken twice. */
+    if (bs->sleepers > bs->wakeups) {
+        bs->wakeups++;
         g_cond_signal(&bs->work_cond);
         return TRUE;
     }
@@ -822,6 +844,7 @@ stop_workers(FerryBlock *bs)
 static gboolean
 enqueue(FerryBlock *bs, FerryBlockReq *req)
 {
+    req->seq = ++bs->seq;
     req->next = NULL;
     *bs->tail = req;
     bs->tail = &req->next;
@@ -853,6 +876,15 @@ ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req)
     run_req(bs, req, TRUE);
 }
 
+/* With bs->mutex held: whether write-behind may take a write of len bytes
+ * (starting the first worker if need be). */
+static gboolean
+wb_may_take(FerryBlock *bs, FerryBlockReq *req, gsize len)
+{
+    return !bs->wb_hold && len <= WB_MAX_BYTES - bs->wb_bytes &&
+           !wb_conflict(bs, req, G_MAXUINT64) && (bs->nthreads > 0 || spawn_worker(bs));
+}
+
 gboolean
 ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req)
 {
@@ -864,27 +896,35 @@ ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req)
         return FALSE;
     req->length = len;
 
+    /* Asked before the copy too, so a write turned away (over the limit,
+     * as in a long sequential write) costs no copy. */
     g_mutex_lock(&bs->mutex);
-    if (bs->quiesce || len > WB_MAX_BYTES - bs->wb_bytes || wb_conflict(bs, req) ||
-        (bs->nthreads == 0 && !spawn_worker(bs))) {
-        g_mutex_unlock(&bs->mutex);
+    gboolean take = wb_may_take(bs, req, len);
+    g_mutex_unlock(&bs->mutex);
+    if (!take)
         return FALSE;
-    }
+    /* Copied first, then listed and queued in one step, so a listed write
+     * is always in the queue behind every request that arrived before it
+     * (see above: a worker waits only for writes taken before its own). */
     FerryWbWrite *w = g_new0(FerryWbWrite, 1);
+    w->iov = (struct iovec) { g_malloc(len), len };
+    ferry_iov_to_buf(req->iov, req->niov, 0, w->iov.iov_base, len);
     w->req = (FerryBlockReq) { .op = FERRY_BLOCK_OP_WRITE, .offset = req->offset, .length = len,
                                .iov = &w->iov, .niov = 1, .done = wb_done, .bs = bs };
-    w->iov.iov_len = len;
+
+    g_mutex_lock(&bs->mutex);
+    if (!wb_may_take(bs, req, len)) {
+        /* Another thread came first: a quiesce, an overlapping write. */
+        g_mutex_unlock(&bs->mutex);
+        g_free(w->iov.iov_base);
+        g_free(w);
+        return FALSE;
+    }
     w->next = bs->wb_list;
-    bs->wb_list = w;                /* from now on overlapping requests wait */
+    bs->wb_list = w;
     bs->wb_bytes += len;
     bs->inflight++;
     bs->queued++;
-    g_mutex_unlock(&bs->mutex);
-
-    w->iov.iov_base = g_malloc(len);
-    ferry_iov_to_buf(req->iov, req->niov, 0, w->iov.iov_base, len);
-
-    g_mutex_lock(&bs->mutex);
     enqueue(bs, &w->req);           /* a worker exists: it cannot fail */
     g_mutex_unlock(&bs->mutex);
     return TRUE;
@@ -903,6 +943,15 @@ void
 ferry_block_quiesce_begin(FerryBlock *bs)
 {
     g_mutex_lock(&bs->mutex);
+    /* Write-behind writes land first, while the workers still run: the
+     * guest saw them complete, so a commit must include them (and a
+     * discard drop them); and once quiesced no worker would start one,
+     * while a request waiting for one keeps the quiesce waiting. wb_hold
+     * turns new ones away meanwhile, so a guest that keeps writing cannot
+     * hold the quiesce off, and while quiesced wb_list stays empty. */
+    bs->wb_hold++;
+    while (bs->wb_list)
+        g_cond_wait(&bs->cond, &bs->mutex);
     bs->quiesce++;
     while (bs->inflight > bs->queued)
         g_cond_wait(&bs->cond, &bs->mutex);
@@ -914,6 +963,7 @@ ferry_block_quiesce_end(FerryBlock *bs)
 {
     g_mutex_lock(&bs->mutex);
     bs->quiesce--;
+    bs->wb_hold--;
     g_cond_broadcast(&bs->cond);
     g_mutex_unlock(&bs->mutex);
 }

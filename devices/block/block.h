@@ -83,6 +83,7 @@ struct FerryBlockReq {
     /* The core's; do not touch. */
     FerryBlock *bs;
     FerryBlockReq *next;            /* the async queue */
+    guint64 seq;                    /* order of arrival (block.c, "write-behind") */
 };
 
 /* A driver returns this from submit when it will finish the request later

@@ -1,9 +1,10 @@
 /* test-qcow2.c: the block layer without external tools: raw and qcow2
  * drivers against an in-memory reference, refcount growth, backing chains,
  * bad images (each must give a clear error, never a crash), image locks,
- * asynchronous requests and snapshot overlays (issue 5, "Build it" and
- * "Bad input"). Interop with qemu-img is in tests/integration/test-img.c. */
+ * asynchronous requests, write-behind and snapshot overlays (issue 5,
+ * "Build it" and "Bad input"). Interop with qemu-img is in tests/integration/test-img.c. */
 #include "block/block.h"
+#include "block/block-private.h"    /* FERRY_BLOCK_WORKERS, for the gates */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -968,6 +969,254 @@ test_overlay_replay(void)
     ferry_block_close(b);
 }
 
+/* ---- write-behind ------------------------------------------------------------------------
+ * ferry_block_write_behind() takes a may_cache write at once and writes a
+ * copy later. These tests make "later" deterministic: gates hold every I/O
+ * thread of the image (a request whose completion blocks until the gates
+ * open), so a write taken meanwhile is still pending when the next request
+ * arrives, as on a host whose disk is busy. */
+
+typedef struct {
+    FerryBlockReq req;
+    gint *pending;
+    int result;
+} WbReq;
+
+/* Generations, not a flag: a gate of the last round that has not woken up
+ * yet must not be closed again by the next round. */
+static GMutex gate_lock;
+static GCond gate_cond;
+static guint gate_entered, gate_closed_gen, gate_open_gen;
+
+static void
+gate_done(FerryBlockReq *req, int result)
+{
+    g_mutex_lock(&gate_lock);
+    guint gen = gate_closed_gen;
+    gate_entered++;
+    g_cond_broadcast(&gate_cond);
+    while (gate_open_gen < gen)
+        g_cond_wait(&gate_cond, &gate_lock);
+    g_mutex_unlock(&gate_lock);
+}
+
+/* Occupies all FERRY_BLOCK_WORKERS threads of bs, one at a time (so each
+ * gate gets a thread of its own), with zeroes written to the last 512
+ * bytes, which the tests leave alone. Returns the gates, to free once they
+ * are open and drained. */
+static FerryBlockReq *
+gates_close(FerryBlock *bs)
+{
+    FerryBlockReq *gates = g_new0(FerryBlockReq, FERRY_BLOCK_WORKERS);
+    g_mutex_lock(&gate_lock);
+    gate_entered = 0;
+    gate_closed_gen++;
+    g_mutex_unlock(&gate_lock);
+    for (guint i = 0; i < FERRY_BLOCK_WORKERS; i++) {
+        gates[i] = (FerryBlockReq) { .op = FERRY_BLOCK_OP_WRITE_ZEROES,
+                                     .offset = ferry_block_get_size(bs) - 512, .length = 512,
+                                     .done = gate_done };
+        ferry_block_submit_async(bs, &gates[i]);
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        g_mutex_lock(&gate_lock);
+        while (gate_entered <= i)
+            g_assert_true(g_cond_wait_until(&gate_cond, &gate_lock, deadline));
+        g_mutex_unlock(&gate_lock);
+    }
+    return gates;
+}
+
+static void
+gates_open(void)
+{
+    g_mutex_lock(&gate_lock);
+    gate_open_gen = gate_closed_gen;
+    g_cond_broadcast(&gate_cond);
+    g_mutex_unlock(&gate_lock);
+}
+
+static gpointer
+open_later(gpointer data)
+{
+    g_usleep(50000);
+    gates_open();
+    return NULL;
+}
+
+/* A write of buf the way virtio-blk sends one for a guest that flushes;
+ * TRUE when write-behind took it (and the caller may reuse buf at once). */
+static gboolean
+write_behind(FerryBlock *bs, guint64 offset, guint8 *buf, gsize len)
+{
+    struct iovec v = { buf, len };
+    FerryBlockReq req = { .op = FERRY_BLOCK_OP_WRITE, .offset = offset, .iov = &v, .niov = 1,
+                          .may_cache = TRUE };
+    return ferry_block_write_behind(bs, &req);
+}
+
+static void
+fill(guint8 *buf, gsize len, guint seed)
+{
+    for (gsize i = 0; i < len; i++)
+        buf[i] = (guint8) (seed * 29 + i * 7 + (i >> 12) + 1);
+}
+
+static void
+file_read(const char *path, guint64 offset, guint8 *buf, gsize len)
+{
+    int fd = open(path, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pread(fd, buf, len, offset), ==, (gssize) len);
+    close(fd);
+}
+
+/* What a guest counts on: a request that comes after a write completed
+ * sees it, even while the write still waits for an I/O thread. Each case
+ * runs the later request in this thread while the gates hold the write
+ * back; another thread opens them 50 ms later. */
+typedef enum { LATER_READ, LATER_FLUSH, LATER_WRITE, LATER_ZEROES, LATER_CLOSE } Later;
+
+static void
+write_then(gconstpointer data)
+{
+    enum { LEN = 256 << 10, OFF = 1 << 20 };
+    Later later = GPOINTER_TO_INT(data);
+    g_autofree char *path = tmp_path("wb-order.raw");
+    FerryBlock *bs = create_open("wb-order.raw", "raw", 4 << 20, 0, 0, NULL);
+    g_autofree guint8 *data_buf = g_malloc(LEN), *want = g_malloc(LEN), *got = g_malloc(LEN);
+    guint8 other[8192];
+
+    FerryBlockReq *gates = gates_close(bs);
+    fill(data_buf, LEN, 1);
+    memcpy(want, data_buf, LEN);
+    g_assert_true(write_behind(bs, OFF, data_buf, LEN));
+    memset(data_buf, 0, LEN);                       /* the guest reuses its buffer */
+    GThread *opener = g_thread_new("open-gates", open_later, NULL);
+    switch (later) {
+    case LATER_READ:
+        /* The write's last 4 KiB and 4 KiB past it. */
+        g_assert_true(ferry_block_pread(bs, OFF + LEN - 4096, got, 8192, NULL));
+        g_assert_cmpmem(got, 4096, want + LEN - 4096, 4096);
+        break;
+    case LATER_FLUSH:
+        g_assert_true(ferry_block_flush(bs, NULL));
+        file_read(path, OFF, got, LEN);
+        g_assert_cmpmem(got, LEN, want, LEN);
+        break;
+    case LATER_WRITE:
+        fill(other, sizeof(other), 2);
+        memcpy(want + LEN - 4096, other, 4096);
+        g_assert_true(ferry_block_pwrite(bs, OFF + LEN - 4096, other, sizeof(other), NULL));
+        break;
+    case LATER_ZEROES:
+        memset(want + 4096, 0, 8192);
+        g_assert_true(ferry_block_write_zeroes(bs, OFF + 4096, 8192, NULL));
+        break;
+    case LATER_CLOSE:
+        break;
+    }
+    g_thread_join(opener);
+    ferry_block_close(bs);
+    g_free(gates);
+    file_read(path, OFF, got, LEN);
+    g_assert_cmpmem(got, LEN, want, LEN);
+    unlink(path);
+}
+
+static void
+wbreq_done(FerryBlockReq *req, int result)
+{
+    WbReq *w = (WbReq *) req;
+    w->result = result;
+    g_atomic_int_dec_and_test(w->pending);
+}
+
+/* Requests submitted before a write (reads of the same bytes, flushes) are
+ * not ordered after it: however many there are, none may wait for it, or
+ * they hold every I/O thread and the write never gets one (the disk hangs). */
+static void
+test_write_behind_earlier_requests(void)
+{
+    enum { N = 2 * FERRY_BLOCK_WORKERS };
+    FerryBlock *bs = create_open("wb-earlier.raw", "raw", 1 << 20, 0, 0, NULL);
+    guint8 bufs[N][4096], data[4096];
+    struct iovec iov[N];
+    WbReq reqs[N];
+    gint pending = N;
+
+    FerryBlockReq *gates = gates_close(bs);
+    for (guint i = 0; i < N; i++) {
+        iov[i] = (struct iovec) { bufs[i], sizeof(bufs[i]) };
+        reqs[i] = (WbReq) { .pending = &pending };
+        reqs[i].req = (FerryBlockReq) { .op = i % 3 == 2 ? FERRY_BLOCK_OP_FLUSH : FERRY_BLOCK_OP_READ,
+                                        .iov = &iov[i], .niov = 1, .done = wbreq_done };
+        ferry_block_submit_async(bs, &reqs[i].req);
+    }
+    fill(data, sizeof(data), 5);
+    g_assert_true(write_behind(bs, 0, data, sizeof(data)));
+    gates_open();
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (g_atomic_int_get(&pending) > 0) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+    for (guint i = 0; i < N; i++)
+        g_assert_cmpint(reqs[i].result, ==, 0);
+    guint8 got[4096];
+    g_assert_true(ferry_block_pread(bs, 0, got, sizeof(got), NULL));
+    g_assert_cmpmem(got, sizeof(got), data, sizeof(data));
+    ferry_block_close(bs);
+    g_free(gates);
+}
+
+/* A commit folds every write the guest saw complete into the base, also one
+ * still pending; a discard drops it with the rest. */
+static void
+test_overlay_write_behind(void)
+{
+    enum { LEN = 128 << 10 };
+    guint64 size = 2 << 20;
+    g_autofree char *base = tmp_path("ovwb-base.raw");
+    g_autofree char *dir = tmp_path("vm-wb");
+    g_autofree guint8 *ref = NULL;
+    fill_base(base, size, &ref);
+    g_autoptr(GError) error = NULL;
+    guint8 data[LEN], got[LEN];
+
+    FerryBlock *ov = ferry_overlay_open(base, "raw", dir, "hda", FERRY_OVERLAY_REFUSE_LEFTOVER, &error);
+    g_assert_no_error(error);
+    FerryBlockReq *gates = gates_close(ov);
+    fill(data, LEN, 6);
+    g_assert_true(write_behind(ov, 65536, data, LEN));
+    GThread *opener = g_thread_new("open-gates", open_later, NULL);
+    g_assert_true(ferry_overlay_commit(ov, &error));
+    g_assert_no_error(error);
+    g_thread_join(opener);
+    ferry_block_drain(ov);
+    g_free(gates);
+    g_assert_cmpuint(ferry_overlay_pending_bytes(ov), ==, 0);
+    file_read(base, 65536, got, LEN);
+    g_assert_cmpmem(got, LEN, data, LEN);
+    memcpy(ref + 65536, data, LEN);
+    memset(ref + size - 512, 0, 512);               /* the gates' zeroes, committed too */
+
+    gates = gates_close(ov);
+    fill(data, LEN, 7);
+    g_assert_true(write_behind(ov, 65536, data, LEN));
+    opener = g_thread_new("open-gates", open_later, NULL);
+    g_assert_true(ferry_overlay_discard(ov, &error));
+    g_assert_no_error(error);
+    g_thread_join(opener);
+    ferry_block_drain(ov);
+    g_free(gates);
+    g_assert_cmpuint(ferry_overlay_pending_bytes(ov), ==, 0);
+    assert_reads(ov, ref, size);
+    ferry_block_close(ov);
+    FerryBlock *b = ferry_block_open(base, "raw", FERRY_BLOCK_READ_ONLY, NULL);
+    assert_reads(b, ref, size);
+    ferry_block_close(b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -996,6 +1245,13 @@ main(int argc, char **argv)
     g_test_add_func("/block/overlay/commit-discard-leftovers", test_overlay);
     g_test_add_func("/block/overlay/base-locked", test_overlay_base_locked);
     g_test_add_func("/block/overlay/replay-interrupted-commit", test_overlay_replay);
+    g_test_add_data_func("/block/write-behind/read-waits", GINT_TO_POINTER(LATER_READ), write_then);
+    g_test_add_data_func("/block/write-behind/flush-waits", GINT_TO_POINTER(LATER_FLUSH), write_then);
+    g_test_add_data_func("/block/write-behind/write-waits", GINT_TO_POINTER(LATER_WRITE), write_then);
+    g_test_add_data_func("/block/write-behind/zeroes-wait", GINT_TO_POINTER(LATER_ZEROES), write_then);
+    g_test_add_data_func("/block/write-behind/close-writes", GINT_TO_POINTER(LATER_CLOSE), write_then);
+    g_test_add_func("/block/write-behind/earlier-requests", test_write_behind_earlier_requests);
+    g_test_add_func("/block/overlay/write-behind", test_overlay_write_behind);
 
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
