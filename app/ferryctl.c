@@ -278,6 +278,9 @@ main(int argc, char **argv)
 {
     /* A closed terminal or pipe is noticed by write(); it must not kill the VM. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) reached by an image write must be an
+     * error the disk reports (EFBIG), not the end of the VM. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;

@@ -36,6 +36,7 @@ struct FerryBlock {
     gboolean poller;                /* a worker is polling the queue */
     gboolean stopping;
     gint64 poll_us;
+    gint64 last_done;               /* when a worker last looked for work */
     guint64 seq;                    /* requests queued or started so far */
     /* Write-behind (block.c): writes completed early, not yet written. */
     struct FerryWbWrite *wb_list;

@@ -752,12 +752,27 @@ static FerryBlockReq *
 next_req(FerryBlock *bs)
 {
     gint64 start = g_get_monotonic_time();
+    gboolean waited = !bs->head;
+    /* The window adapts to the gap between a worker's last request and
+     * the next arrival on the image, not to how long this worker slept:
+     * with several workers, the one a signal wakes may have slept for
+     * long, which would shrink the window every time. */
+    bs->last_done = start;
     while (!bs->head && !bs->stopping) {
         if (!bs->poller && bs->poll_us) {
             bs->poller = TRUE;
             g_mutex_unlock(&bs->mutex);
-            poll_queue(bs, start, start + bs->poll_us);
-            g_mutex_lock(&bs->mutex);
+            if (poll_queue(bs, start, start + bs->poll_us)) {
+                /* The submitter is likely still between its enqueue and
+                 * its unlock: spin for the lock rather than sleep on it,
+                 * or its unlock pays a futex wake (the wake-up polling is
+                 * there to avoid). */
+                gint64 last_yield = g_get_monotonic_time();
+                while (!g_mutex_trylock(&bs->mutex))
+                    ferry_poll_pause(g_get_monotonic_time(), &last_yield);
+            } else {
+                g_mutex_lock(&bs->mutex);
+            }
             bs->poller = FALSE;
             if (bs->head || bs->stopping)
                 break;
@@ -771,7 +786,8 @@ next_req(FerryBlock *bs)
     FerryBlockReq *req = bs->head;
     if (!req)
         return NULL;
-    ferry_poll_adapt(&bs->poll_us, g_get_monotonic_time() - start);
+    if (waited)
+        ferry_poll_adapt(&bs->poll_us, g_get_monotonic_time() - bs->last_done);
     bs->head = req->next;
     if (!bs->head)
         bs->tail = &bs->head;

@@ -55,6 +55,7 @@ typedef struct {
 
     GMutex lock;                /* inflight */
     GCond idle;
+    guint idle_waiters;         /* in wait_idle */
     guint inflight;
     guint64 completed;          /* atomic */
     gint logged;                /* atomic */
@@ -167,7 +168,9 @@ finish(BlkReq *r, guint8 status)
 
     __atomic_fetch_add(&blk->completed, 1, __ATOMIC_RELAXED);
     g_mutex_lock(&blk->lock);
-    if (--blk->inflight == 0)
+    /* GLib's broadcast is a futex syscall even with nobody waiting: at
+     * queue depth 1 that was one per request. */
+    if (--blk->inflight == 0 && blk->idle_waiters)
         g_cond_broadcast(&blk->idle);
     g_mutex_unlock(&blk->lock);
 }
@@ -413,8 +416,10 @@ static void
 wait_idle(VirtioBlk *blk)
 {
     g_mutex_lock(&blk->lock);
+    blk->idle_waiters++;
     while (blk->inflight)
         g_cond_wait(&blk->idle, &blk->lock);
+    blk->idle_waiters--;
     g_mutex_unlock(&blk->lock);
 }
 
