@@ -8,7 +8,7 @@
  * and kernel command line). */
 #include "../../devices/virtio/blk.h"
 #include "../../devices/virtio/mmio.h"
-#include "../../devices/block/block-private.h"     /* FERRY_BLOCK_WORKERS, for the gates */
+#include "../lib/ferry-test-gates.h"
 #include "vm-private.h"
 
 #include <fcntl.h>
@@ -505,64 +505,12 @@ test_reset_in_flight(void)
  * make "not yet written" deterministic: they hold every I/O thread of the
  * image, as a busy host disk would, until gates_open(). */
 
-/* Generations, not a flag: a gate of the last round that has not woken up
- * yet must not be closed again by the next round. */
-static GMutex gate_lock;
-static GCond gate_cond;
-static guint gate_entered, gate_closed_gen, gate_open_gen;
-
+/* Holds every I/O thread of the guest's image (tests/lib/ferry-test-gates.h). */
 static void
-gate_done(FerryBlockReq *req, int result)
+guest_gates_close(Guest *g)
 {
-    g_mutex_lock(&gate_lock);
-    guint gen = gate_closed_gen;
-    gate_entered++;
-    g_cond_broadcast(&gate_cond);
-    while (gate_open_gen < gen)
-        g_cond_wait(&gate_cond, &gate_lock);
-    g_mutex_unlock(&gate_lock);
-}
-
-/* Occupies all FERRY_BLOCK_WORKERS threads, one at a time, with zeroes
- * written to the disk's last sector (the tests below leave it alone). */
-static void
-gates_close(Guest *g)
-{
-    g_mutex_lock(&gate_lock);
-    gate_entered = 0;
-    gate_closed_gen++;
-    g_mutex_unlock(&gate_lock);
     g_free(g->gates);
-    g->gates = g_new0(FerryBlockReq, FERRY_BLOCK_WORKERS);
-    for (guint i = 0; i < FERRY_BLOCK_WORKERS; i++) {
-        g->gates[i] = (FerryBlockReq) { .op = FERRY_BLOCK_OP_WRITE_ZEROES,
-                                        .offset = DISK_SIZE - 512, .length = 512,
-                                        .done = gate_done };
-        ferry_block_submit_async(g->bs, &g->gates[i]);
-        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-        g_mutex_lock(&gate_lock);
-        while (gate_entered <= i)
-            g_assert_true(g_cond_wait_until(&gate_cond, &gate_lock, deadline));
-        g_mutex_unlock(&gate_lock);
-    }
-}
-
-static void
-gates_open(void)
-{
-    g_mutex_lock(&gate_lock);
-    gate_open_gen = gate_closed_gen;
-    g_cond_broadcast(&gate_cond);
-    g_mutex_unlock(&gate_lock);
-}
-
-/* For a guest request that may be served in the notifying thread. */
-static gpointer
-open_later(gpointer data)
-{
-    g_usleep(50000);
-    gates_open();
-    return NULL;
+    g->gates = gates_close(g->bs);
 }
 
 /* Request slot i of up to 5 posted together: descriptors 3i..3i+2, header
@@ -662,7 +610,7 @@ test_wb_read_after_write(void)
 
     for (guint round = 1; round <= 4; round++) {
         guint64 off = (round % 2) * 512 * 1024;
-        gates_close(g);
+        guest_gates_close(g);
         fill_pattern(g, DATA_GPA, off, LEN, round);
         g_assert_cmpuint(request(g, T_OUT, off / 512, LEN, FALSE, NULL), ==, BLK_OK);
         memset(gp(g, DATA_GPA), 0, LEN);
@@ -723,7 +671,7 @@ test_wb_overlapping_writes(void)
 
     for (guint round = 1; round <= 16; round++) {
         guint a = 2 * round, b = 2 * round + 1;
-        gates_close(g);
+        guest_gates_close(g);
         fill_pattern(g, DATA_GPA, 0, LEN, a);
         g_assert_cmpuint(request(g, T_OUT, 0, LEN, FALSE, NULL), ==, BLK_OK);
         fill_pattern(g, DATA_GPA, LEN - TAIL, TAIL, b);
@@ -761,7 +709,7 @@ test_wb_flush_reaches_file(void)
 
     g_assert_cmpuint(N + 1, <=, FERRY_BLOCK_WORKERS);
     for (guint round = 1; round <= 4; round++) {
-        gates_close(g);
+        guest_gates_close(g);
         for (guint i = 0; i < N; i++) {
             fill_pattern(g, DATA_GPA, i * LEN, LEN, round + i);
             g_assert_cmpuint(request(g, T_OUT, i * LEN / 512, LEN, FALSE, NULL), ==, BLK_OK);
@@ -837,7 +785,7 @@ test_write_through_without_flush(void)
     g_assert_cmphex(g->offered & F_FLUSH, ==, F_FLUSH);
     for (guint round = 1; round <= 4; round++) {
         guint64 off = round * LEN;
-        gates_close(g);
+        guest_gates_close(g);
         fill_pattern(g, DATA_GPA, off, LEN, round);
         post(g, 0, T_OUT, off / 512, DATA_GPA, LEN);
         GThread *opener = g_thread_new("open-gates", open_later, NULL);
@@ -865,7 +813,7 @@ test_wb_close_keeps_data(void)
     Guest *g = guest_new(FALSE, F_VERSION_1 | F_FLUSH);
     g_autofree guint8 *f = g_malloc(DISK_SIZE);
 
-    gates_close(g);
+    guest_gates_close(g);
     for (guint i = 0; i < 6; i++) {
         fill_pattern(g, DATA_GPA, i * LEN, LEN, i + 1);
         g_assert_cmpuint(request(g, T_OUT, i * LEN / 512, LEN, FALSE, NULL), ==, BLK_OK);
@@ -889,7 +837,7 @@ test_wb_earlier_reads(void)
     guint8 want[4096];
 
     for (guint round = 1; round <= 3; round++) {
-        gates_close(g);
+        guest_gates_close(g);
         for (guint i = 0; i < 4; i++)
             post(g, i, T_IN, 8, DATA_GPA + 65536 * (i + 1), 4096);
         fill_pattern(g, DATA_GPA, 8 * 512, 4096, round);
