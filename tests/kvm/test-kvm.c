@@ -261,6 +261,77 @@ test_emulation_failure(void)
     g_assert_nonnull(strstr(err, "this host's KVM cannot run this guest"));
 }
 
+/* The first hard disk as the guest's own virtio-blk driver sees it (blk.S):
+ * identify, read the host's sector 0, write + flush + read back sector 1,
+ * a read past the end, GET_ID. Then the image on the host: sector 1 holds
+ * the guest's bytes, or with --snapshot is untouched. */
+#define BLK_IMAGE_SIZE  (1024 * 1024)
+#define BLK_HOST_FILL   0x5A            /* sector 1 before the guest runs */
+
+static void
+test_blk(gconstpointer data)
+{
+    gboolean snapshot = GPOINTER_TO_UINT(data);
+    if (!kvm_or_skip())
+        return;
+    g_autofree char *bios = micro("micro-blk.bin");
+    g_autofree char *dir = g_dir_make_tmp("ferry-blk-XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    g_autofree char *img = g_build_filename(dir, "disk.raw", NULL);
+    g_autofree guint8 *buf = g_malloc0(BLK_IMAGE_SIZE);
+    for (guint i = 0; i < 512; i++) {
+        buf[i] = 0xF0 - 3 * i;
+        buf[512 + i] = BLK_HOST_FILL;
+    }
+    g_autoptr(GError) error = NULL;
+    g_assert_true(g_file_set_contents(img, (const char *) buf, BLK_IMAGE_SIZE, &error));
+    g_assert_no_error(error);
+
+    g_autofree char *out = run_micro(0, 30000, "--bios", bios, "-m", "64M", "--hda", img,
+                                     snapshot ? "--snapshot" : NULL, NULL);
+    assert_line(out, "BLK_MAGIC=0x74726976");
+    assert_line(out, "BLK_VERSION=2");
+    assert_line(out, "BLK_DEVICE_ID=0x2");
+    /* No hdb: its slot is not mapped and reads all ones. */
+    assert_line(out, "BLK1_DEVICE_ID=0xffffffff");
+    assert_line(out, "BLK_CAPACITY=2048");
+    assert_line(out, "BLK_STATUS=0xf");
+    GString *read0 = g_string_new("BLK_READ0=");
+    for (guint i = 0; i < 16; i++)
+        g_string_append_printf(read0, "%02x", buf[i]);
+    assert_line(out, read0->str);
+    g_string_free(read0, TRUE);
+    assert_line(out, "BLK_USED_LEN=513");
+    assert_line(out, "BLK_ISR=0x1");
+    assert_line(out, "BLK_ISR_ACKED=0x0");
+    assert_line(out, "BLK_WRITE=ok");
+    assert_line(out, "BLK_FLUSH=ok");
+    assert_line(out, "BLK_READBACK=ok");
+    assert_line(out, "BLK_OOR_STATUS=1");
+    assert_line(out, "BLK_SERIAL=ferry-hda");
+    assert_line(out, "BLK_REQUESTS=6");
+    assert_line(out, "MICRO-DONE");
+    g_assert_null(strstr(out, "BLK_TIMEOUT="));
+    g_assert_null(strstr(out, "BLK_ERROR="));
+
+    /* The VM has exited: what reached the file. */
+    g_autofree char *after = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(img, &after, &len, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(len, ==, BLK_IMAGE_SIZE);
+    g_assert_cmpmem(after, 512, buf, 512);
+    for (guint i = 0; i < 512; i++) {
+        guint8 want = snapshot ? BLK_HOST_FILL : (guint8) (i * 7 + 3);
+        if ((guint8) after[512 + i] != want) {
+            g_test_message("sector 1 byte %u is 0x%02x, want 0x%02x", i, (guint8) after[512 + i], want);
+            g_assert_not_reached();
+        }
+    }
+    g_unlink(img);
+    g_rmdir(dir);
+}
+
 /* Debian's kernel with the busybox initramfs: needs a KVM that runs Linux. */
 static void
 test_linux(gconstpointer data)
@@ -307,6 +378,8 @@ main(int argc, char **argv)
     g_test_add_func("/kvm/monitor", test_monitor_on_kvm);
     g_test_add_func("/kvm/emulation-failure", test_emulation_failure);
     g_test_add_func("/kvm/power-button", test_power_button);
+    g_test_add_data_func("/kvm/blk/write", GUINT_TO_POINTER(FALSE), test_blk);
+    g_test_add_data_func("/kvm/blk/snapshot", GUINT_TO_POINTER(TRUE), test_blk);
     g_test_add_data_func("/kvm/linux/1", GUINT_TO_POINTER(1), test_linux);
     g_test_add_data_func("/kvm/linux/4", GUINT_TO_POINTER(4), test_linux);
     return g_test_run();

@@ -24,6 +24,7 @@ bios io         io.S
 bios io-bench   io.S    --defsym BENCH_ITERS=${BENCH_ITERS:-100000}
 bios irq        irq.S
 bios reset      reset.S
+bios blk        blk.S
 
 "$AS" --64 -I "$src" -o "$out/bzimage.o" "$src/bzimage.S"
 "$LD" $LDFLAGS -m elf_x86_64 -T "$src/bzimage.ld" -o "$out/bzimage.elf" "$out/bzimage.o"
