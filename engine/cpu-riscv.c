@@ -1916,24 +1916,13 @@ HANDLER(SC_D, SC_OP(uint64_t, 8);)
         RD = SZ == 4 ? (uint64_t)(int64_t)(int32_t)o_ : (uint64_t)o_; \
         NEXT(); \
     } while (0)
-#define AMO_CAS(T, SZ, NEWV) do { \
-        uint8_t *p_; \
-        uint64_t va_ = RS1; \
-        if ((cause = amo_host(h, va_, SZ, &p_)) != 0) \
-            RAISE(cause, va_); \
-        T *a_ = (T *)p_; \
-        T s_ = (T)RS2; \
-        uint64_t *g_ = unlikely(watched(h, p_)) ? bucket_of(h, p_) : NULL; \
-        if (g_) \
-            bucket_lock(g_); \
+/* min/max have no host atomic: a CAS loop as AMO's fetch (o_ inside is the
+ * value the CAS saw, which NEWV uses). */
+#define AMO_CAS(T, SZ, NEWV) AMO(T, SZ, ({ \
         T o_ = __atomic_load_n(a_, __ATOMIC_RELAXED); \
         while (!__atomic_compare_exchange_n(a_, &o_, (NEWV), FALSE, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) \
             ; \
-        if (g_) \
-            bucket_unlock(g_); \
-        RD = SZ == 4 ? (uint64_t)(int64_t)(int32_t)o_ : (uint64_t)o_; \
-        NEXT(); \
-    } while (0)
+        o_; }))
 HANDLER(AMOSWAP_W, AMO(uint32_t, 4, __atomic_exchange_n(a_, s_, __ATOMIC_SEQ_CST));)
 HANDLER(AMOADD_W, AMO(uint32_t, 4, __atomic_fetch_add(a_, s_, __ATOMIC_SEQ_CST));)
 HANDLER(AMOXOR_W, AMO(uint32_t, 4, __atomic_fetch_xor(a_, s_, __ATOMIC_SEQ_CST));)

@@ -905,12 +905,10 @@ gboolean
 ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req)
 {
     g_return_val_if_fail(bs != NULL && req != NULL, FALSE);
-    if (!req->may_cache || req->op != FERRY_BLOCK_OP_WRITE || (bs->flags & FERRY_BLOCK_READ_ONLY))
+    /* Out of range or read-only: the usual path reports it. */
+    if (!req->may_cache || req->op != FERRY_BLOCK_OP_WRITE || check_req(bs, req) != 0 || !req->length)
         return FALSE;
-    gsize len = ferry_iov_size(req->iov, req->niov);
-    if (!len || req->offset > bs->size || len > bs->size - req->offset)
-        return FALSE;
-    req->length = len;
+    gsize len = req->length;
 
     /* Asked before the copy too, so a write turned away (over the limit,
      * as in a long sequential write) costs no copy. */
@@ -1048,51 +1046,46 @@ ferry_block_set_errno_error(FerryBlock *bs, GError **error, int result, const ch
     ferry_file_set_error(error, result, bs->filename, what);
 }
 
+/* sync_run with its failure as a GError: "Cannot <what> <image>: why". */
+static gboolean
+sync_op(FerryBlock *bs, FerryBlockOp op, guint64 offset, guint64 length, void *buf, gsize len,
+        const char *what, GError **error)
+{
+    struct iovec v = { buf, len };
+    int r = sync_run(bs, op, offset, length, buf ? &v : NULL, buf ? 1 : 0);
+    if (r < 0)
+        ferry_block_set_errno_error(bs, error, r, what);
+    return r == 0;
+}
+
 gboolean
 ferry_block_pread(FerryBlock *bs, guint64 offset, void *buf, gsize len, GError **error)
 {
-    struct iovec v = { buf, len };
-    int r = sync_run(bs, FERRY_BLOCK_OP_READ, offset, 0, &v, 1);
-    if (r < 0)
-        ferry_block_set_errno_error(bs, error, r, "read");
-    return r == 0;
+    return sync_op(bs, FERRY_BLOCK_OP_READ, offset, 0, buf, len, "read", error);
 }
 
 gboolean
 ferry_block_pwrite(FerryBlock *bs, guint64 offset, const void *buf, gsize len, GError **error)
 {
-    struct iovec v = { (void *) buf, len };
-    int r = sync_run(bs, FERRY_BLOCK_OP_WRITE, offset, 0, &v, 1);
-    if (r < 0)
-        ferry_block_set_errno_error(bs, error, r, "write");
-    return r == 0;
+    return sync_op(bs, FERRY_BLOCK_OP_WRITE, offset, 0, (void *) buf, len, "write", error);
 }
 
 gboolean
 ferry_block_flush(FerryBlock *bs, GError **error)
 {
-    int r = sync_run(bs, FERRY_BLOCK_OP_FLUSH, 0, 0, NULL, 0);
-    if (r < 0)
-        ferry_block_set_errno_error(bs, error, r, "flush");
-    return r == 0;
+    return sync_op(bs, FERRY_BLOCK_OP_FLUSH, 0, 0, NULL, 0, "flush", error);
 }
 
 gboolean
 ferry_block_discard(FerryBlock *bs, guint64 offset, guint64 len, GError **error)
 {
-    int r = sync_run(bs, FERRY_BLOCK_OP_DISCARD, offset, len, NULL, 0);
-    if (r < 0)
-        ferry_block_set_errno_error(bs, error, r, "discard");
-    return r == 0;
+    return sync_op(bs, FERRY_BLOCK_OP_DISCARD, offset, len, NULL, 0, "discard", error);
 }
 
 gboolean
 ferry_block_write_zeroes(FerryBlock *bs, guint64 offset, guint64 len, GError **error)
 {
-    int r = sync_run(bs, FERRY_BLOCK_OP_WRITE_ZEROES, offset, len, NULL, 0);
-    if (r < 0)
-        ferry_block_set_errno_error(bs, error, r, "write zeroes to");
-    return r == 0;
+    return sync_op(bs, FERRY_BLOCK_OP_WRITE_ZEROES, offset, len, NULL, 0, "write zeroes to", error);
 }
 
 int
