@@ -41,6 +41,7 @@ struct FerryBlock {
     /* Write-behind (block.c): writes completed early, not yet written. */
     struct FerryWbWrite *wb_list;
     guint64 wb_bytes;
+    guint wb_count;
     int wb_error;                   /* the first failure, for the next FLUSH */
     guint64 wb_error_seq;           /* the latest failed write's seq */
     guint wb_hold;                  /* > 0: take no new ones (a quiesce) */

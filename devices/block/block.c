@@ -620,13 +620,17 @@ check_req(FerryBlock *bs, FerryBlockReq *req)
  *    disk's cache reports it), and the guest sees an I/O error there;
  *  - they stay in flight for drain; a quiesce (commit, discard, check)
  *    lets them land first, so a commit includes them;
- *  - at most WB_MAX_BYTES per image are pending; beyond that, or when it
- *    overlaps a pending one, or while a quiesce waits or holds, a write
- *    goes the usual way (ferry_block_write_behind says no).
+ *  - at most WB_MAX_BYTES in WB_MAX_WRITES writes per image are pending;
+ *    beyond that, or when it overlaps a pending one, or while a quiesce
+ *    waits or holds, a write goes the usual way (ferry_block_write_behind
+ *    says no).
  * A kill -9 loses what was completed but not flushed, which the guest
  * allowed for when it chose the write cache (and the kill -9 tests check:
  * every flushed record is in the image). */
 #define WB_MAX_BYTES (8u << 20)
+/* Every request walks the pending list under the image's lock: keep it
+ * short, whatever the guest's queue depth. */
+#define WB_MAX_WRITES 64
 
 typedef struct FerryWbWrite {
     FerryBlockReq req;              /* the write of the copy; queued while listed */
@@ -668,6 +672,7 @@ wb_done(FerryBlockReq *req, int result)
         p = &(*p)->next;
     *p = w->next;
     bs->wb_bytes -= req->length;
+    bs->wb_count--;
     if (result < 0) {
         if (!bs->wb_error)
             bs->wb_error = result == -ENOSPC ? -ENOSPC : -EIO;
@@ -897,7 +902,7 @@ ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req)
 static gboolean
 wb_may_take(FerryBlock *bs, FerryBlockReq *req, gsize len)
 {
-    return !bs->wb_hold && len <= WB_MAX_BYTES - bs->wb_bytes &&
+    return !bs->wb_hold && len <= WB_MAX_BYTES - bs->wb_bytes && bs->wb_count < WB_MAX_WRITES &&
            !wb_conflict(bs, req, G_MAXUINT64) && (bs->nthreads > 0 || spawn_worker(bs));
 }
 
@@ -937,6 +942,7 @@ ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req)
     w->next = bs->wb_list;
     bs->wb_list = w;
     bs->wb_bytes += len;
+    bs->wb_count++;
     bs->inflight++;
     bs->queued++;
     enqueue(bs, &w->req);           /* a worker exists: it cannot fail */
