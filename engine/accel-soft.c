@@ -93,7 +93,9 @@ wfi_done(Hart *h)
            __atomic_load_n(&h->wake, __ATOMIC_ACQUIRE);
 }
 
-/* Spins until wfi_done, the deadline or the window ends; TRUE if woken. */
+/* Spins until wfi_done, the deadline or the window ends; TRUE if woken.
+ * While it spins, the hart runs disk requests that wait in a queue for an
+ * I/O thread (ferry_vm_disks_help): usually the very request it waits for. */
 static gboolean
 halt_poll(Hart *h, gint64 start, gint64 deadline)
 {
@@ -101,6 +103,8 @@ halt_poll(Hart *h, gint64 start, gint64 deadline)
     for (;;) {
         if (wfi_done(h))
             return TRUE;
+        if (ferry_vm_disks_help(h->soft->vm))
+            continue;
         gint64 now = g_get_monotonic_time();
         if (now >= until)
             return FALSE;

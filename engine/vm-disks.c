@@ -206,6 +206,15 @@ ferry_vm_disks_drain(FerryVm *vm)
             ferry_block_drain(vm->disks[i].bs);
 }
 
+gboolean
+ferry_vm_disks_help(FerryVm *vm)
+{
+    for (guint i = 0; i < FERRY_MAX_DISKS; i++)
+        if (vm->disks[i].bs && ferry_block_help(vm->disks[i].bs))
+            return TRUE;
+    return FALSE;
+}
+
 void
 ferry_vm_disks_close(FerryVm *vm)
 {

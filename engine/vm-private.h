@@ -145,6 +145,10 @@ gboolean ferry_vm_disks_open(FerryVm *vm, GError **error);
 /* Waits until no guest disk request is in flight (their completions
  * interrupt through the accelerator). vCPUs must be paused or gone. */
 void     ferry_vm_disks_drain(FerryVm *vm);
+/* A vCPU thread with nothing to run (a hart in WFI): runs one disk request
+ * that waits in a queue for an I/O thread, if any (ferry_block_help). TRUE if
+ * it did. Any vCPU thread while the VM runs. */
+gboolean ferry_vm_disks_help(FerryVm *vm);
 /* Waits for disk jobs, closes the disks, removes a private snapshot folder
  * (discarding its changes) and empty overlays. Idempotent. */
 void     ferry_vm_disks_close(FerryVm *vm);

@@ -163,6 +163,11 @@ void ferry_block_submit(FerryBlock *bs, FerryBlockReq *req);
 /* Queues req to the image's worker threads (started on first use) and
  * returns at once; req->done runs on a worker thread. Any thread. */
 void ferry_block_submit_async(FerryBlock *bs, FerryBlockReq *req);
+/* An idle thread's offer to help (a vCPU thread waiting for an interrupt):
+ * takes the oldest queued request, if any, and runs it here, done
+ * included. TRUE if it ran one. Cheap when the queue is empty (one atomic
+ * load). Any thread; never waits for a quiesce. */
+gboolean ferry_block_help(FerryBlock *bs);
 /* A may_cache WRITE taken at once (block.c, "write-behind"): its data is
  * copied now, in the caller's thread (a memory copy, no I/O), and a worker
  * writes the copy later. TRUE: taken, req is the caller's again and done

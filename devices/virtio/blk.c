@@ -45,6 +45,12 @@
 
 #define MAX_LOGGED 8
 
+/* A read of at least this much runs as two requests of half the size, so
+ * two threads copy it at once (at queue depth 1 a 1 MiB read from the host's
+ * page cache went from 89 to 75 us in the riscv guest: the idle hart takes
+ * one half, a worker the other). */
+#define SPLIT_MIN (512u << 10)
+
 typedef struct {
     FerryVirtioDevice vdev;
     FerryBlock *bs;
@@ -73,6 +79,10 @@ typedef struct {
     guint64 seg_sector[MAX_SEGMENTS];
     guint32 seg_count[MAX_SEGMENTS];
     guint n_segs, next_seg;
+    /* A big read runs as two halves (see SPLIT_MIN). */
+    FerryBlockReq half[2];
+    struct iovec *half_iov[2];
+    gint halves_left, half_error;       /* atomic */
 } BlkReq;
 
 static void G_GNUC_PRINTF(2, 3)
@@ -143,6 +153,8 @@ blk_read_config(FerryVirtioDevice *vdev, guint32 offset, void *buf, guint32 len)
 static void
 req_free(BlkReq *r)
 {
+    g_free(r->half_iov[0]);
+    g_free(r->half_iov[1]);
     g_free(r->iov);
     g_free(r);
 }
@@ -206,6 +218,18 @@ req_done(FerryBlockReq *req, int result)
                     (guint64) req->offset, why ? why : g_strerror(-result));
     }
     finish(r, result == 0 ? S_OK : S_IOERR);
+}
+
+/* Block worker thread, or an idle vCPU's: one half of a split read. */
+static void
+half_done(FerryBlockReq *req, int result)
+{
+    BlkReq *r = req->opaque;
+
+    if (result < 0)
+        __atomic_store_n(&r->half_error, result, __ATOMIC_RELAXED);
+    if (__atomic_sub_fetch(&r->halves_left, 1, __ATOMIC_ACQ_REL) == 0)
+        req_done(&r->req, __atomic_load_n(&r->half_error, __ATOMIC_RELAXED));
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -295,6 +319,27 @@ parse_segments(VirtioBlk *blk, BlkReq *r)
     return S_OK;
 }
 
+/* A read of len bytes (r->req set up) as two requests, page-aligned. */
+static void
+submit_halves(VirtioBlk *blk, BlkReq *r, gsize len)
+{
+    gsize first = (len / 2) & ~(gsize) 4095;
+
+    r->halves_left = 2;
+    for (int i = 0; i < 2; i++) {
+        gsize off = i ? first : 0, n = i ? len - first : first;
+        FerryBlockReq *h = &r->half[i];
+        h->op = FERRY_BLOCK_OP_READ;
+        h->offset = r->req.offset + off;
+        h->niov = iov_slice(r->iov, r->niov, off, n, &r->half_iov[i]);
+        h->iov = r->half_iov[i];
+        h->done = half_done;
+        h->opaque = r;
+    }
+    ferry_block_submit_async(blk->bs, &r->half[0]);
+    ferry_block_submit_async(blk->bs, &r->half[1]);
+}
+
 /* Starts one request; the chain is finished (now or by a worker). Called
  * with the device lock held, on the vCPU thread that notified. */
 static void
@@ -363,6 +408,10 @@ handle_chain(VirtioBlk *blk, FerryVirtqChain *chain)
         r->req.niov = r->niov;
         if (r->type == T_OUT && ferry_block_write_behind(blk->bs, &r->req)) {
             finish(r, S_OK);
+            return;
+        }
+        if (r->type == T_IN && len >= SPLIT_MIN) {
+            submit_halves(blk, r, len);
             return;
         }
         ferry_block_submit_async(blk->bs, &r->req);

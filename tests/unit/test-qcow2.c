@@ -4,6 +4,7 @@
  * asynchronous requests, write-behind and snapshot overlays (issue 5,
  * "Build it" and "Bad input"). Interop with qemu-img is in tests/integration/test-img.c. */
 #include "block/block.h"
+#include "block/block-private.h"
 #include "../lib/ferry-test-gates.h"
 
 #include <errno.h>
@@ -752,6 +753,90 @@ test_async(void)
     ferry_block_close(r);
 }
 
+/* ferry_block_help: an idle thread (a hart in WFI) runs a request that no
+ * worker has taken. A driver whose reads at offset 0 wait at a gate holds
+ * every worker, so the next request stays queued until the test helps. */
+static struct {
+    GMutex lock;
+    GCond cond;
+    gboolean open;
+    guint waiting;
+} gate;
+
+static int
+gate_submit(FerryBlock *bs, FerryBlockReq *req)
+{
+    if (req->offset == 0) {
+        g_mutex_lock(&gate.lock);
+        gate.waiting++;
+        g_cond_broadcast(&gate.cond);
+        while (!gate.open)
+            g_cond_wait(&gate.cond, &gate.lock);
+        g_mutex_unlock(&gate.lock);
+    }
+    ferry_iov_memset(req->iov, req->niov, 0, (int) (req->offset / 4096), req->length);
+    return 0;
+}
+
+static void
+gate_close(FerryBlock *bs)
+{
+}
+
+static const FerryBlockDriver gate_driver = {
+    .format = "gate", .submit = gate_submit, .close = gate_close,
+};
+
+static void
+test_help(void)
+{
+    FerryBlock *bs = ferry_block_new_virtual(&gate_driver, "gate", 0);
+    ferry_block_set_size(bs, 1 << 20);
+    gint pending = FERRY_BLOCK_WORKERS + 1;
+    AReq reqs[FERRY_BLOCK_WORKERS + 1];
+    guint8 bufs[FERRY_BLOCK_WORKERS + 1][4096];
+
+    /* Nothing queued: no help, at once. */
+    g_assert_false(ferry_block_help(bs));
+    memset(reqs, 0, sizeof(reqs));
+    for (guint i = 0; i <= FERRY_BLOCK_WORKERS; i++) {
+        reqs[i].iov[0] = (struct iovec) { bufs[i], sizeof(bufs[i]) };
+        reqs[i].req = (FerryBlockReq) { .op = FERRY_BLOCK_OP_READ,
+                                        .offset = i < FERRY_BLOCK_WORKERS ? 0 : 8192,
+                                        .iov = reqs[i].iov, .niov = 1, .done = areq_done };
+        reqs[i].pending = &pending;
+        ferry_block_submit_async(bs, &reqs[i].req);
+        if (i < FERRY_BLOCK_WORKERS) {
+            /* wait until a worker holds it at the gate */
+            g_mutex_lock(&gate.lock);
+            while (gate.waiting <= i)
+                g_cond_wait(&gate.cond, &gate.lock);
+            g_mutex_unlock(&gate.lock);
+        }
+    }
+    /* Every worker waits at the gate: the last read is queued; the help
+     * runs it here, done included, and then there is nothing left. */
+    g_assert_true(ferry_block_help(bs));
+    g_assert_true(reqs[FERRY_BLOCK_WORKERS].thread == g_thread_self());
+    g_assert_cmpint(reqs[FERRY_BLOCK_WORKERS].result, ==, 0);
+    g_assert_cmpuint(bufs[FERRY_BLOCK_WORKERS][0], ==, 2);
+    g_assert_cmpuint(bufs[FERRY_BLOCK_WORKERS][4095], ==, 2);
+    g_assert_cmpint(g_atomic_int_get(&pending), ==, FERRY_BLOCK_WORKERS);
+    g_assert_false(ferry_block_help(bs));
+
+    g_mutex_lock(&gate.lock);
+    gate.open = TRUE;
+    g_cond_broadcast(&gate.cond);
+    g_mutex_unlock(&gate.lock);
+    ferry_block_drain(bs);
+    g_assert_cmpint(g_atomic_int_get(&pending), ==, 0);
+    for (guint i = 0; i < FERRY_BLOCK_WORKERS; i++) {
+        g_assert_cmpint(reqs[i].result, ==, 0);
+        g_assert_true(reqs[i].thread != g_thread_self());
+    }
+    ferry_block_close(bs);
+}
+
 /* ---- overlays ------------------------------------------------------------------------------ */
 
 static void
@@ -1181,6 +1266,7 @@ main(int argc, char **argv)
     g_test_add_func("/block/unreadable", test_unreadable);
     g_test_add_func("/block/locks", test_locks);
     g_test_add_func("/block/async", test_async);
+    g_test_add_func("/block/help", test_help);
     g_test_add_func("/block/overlay/commit-discard-leftovers", test_overlay);
     g_test_add_func("/block/overlay/base-locked", test_overlay_base_locked);
     g_test_add_func("/block/overlay/replay-interrupted-commit", test_overlay_replay);
