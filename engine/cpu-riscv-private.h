@@ -77,6 +77,78 @@ uint64_t ferry_rv_hart_get_instret(FerryRvHart *h);
 /* Appends pc, privilege, x/f registers and the main CSRs, for "info registers". */
 void ferry_rv_hart_dump(FerryRvHart *h, GString *out);
 
+/* ---- internal: the decoder's output (cpu-riscv.c), also the JIT's input ---- */
+
+#define RV_OPS(X) \
+    X(ILLEGAL) X(LUI) X(AUIPC) X(JAL) X(JALR) \
+    X(BEQ) X(BNE) X(BLT) X(BGE) X(BLTU) X(BGEU) \
+    X(LB) X(LH) X(LW) X(LD) X(LBU) X(LHU) X(LWU) X(SB) X(SH) X(SW) X(SD) \
+    X(ADDI) X(SLTI) X(SLTIU) X(XORI) X(ORI) X(ANDI) X(SLLI) X(SRLI) X(SRAI) \
+    X(ADD) X(SUB) X(SLL) X(SLT) X(SLTU) X(XOR) X(SRL) X(SRA) X(OR) X(AND) \
+    X(ADDIW) X(SLLIW) X(SRLIW) X(SRAIW) X(ADDW) X(SUBW) X(SLLW) X(SRLW) X(SRAW) \
+    X(MUL) X(MULH) X(MULHSU) X(MULHU) X(DIV) X(DIVU) X(REM) X(REMU) \
+    X(MULW) X(DIVW) X(DIVUW) X(REMW) X(REMUW) \
+    X(FENCE) X(FENCE_I) X(ECALL) X(EBREAK) X(WFI) X(MRET) X(SRET) X(SFENCE_VMA) \
+    X(CSRRW) X(CSRRS) X(CSRRC) X(CSRRWI) X(CSRRSI) X(CSRRCI) \
+    X(LR_W) X(SC_W) X(LR_D) X(SC_D) \
+    X(AMOSWAP_W) X(AMOADD_W) X(AMOXOR_W) X(AMOAND_W) X(AMOOR_W) \
+    X(AMOMIN_W) X(AMOMAX_W) X(AMOMINU_W) X(AMOMAXU_W) \
+    X(AMOSWAP_D) X(AMOADD_D) X(AMOXOR_D) X(AMOAND_D) X(AMOOR_D) \
+    X(AMOMIN_D) X(AMOMAX_D) X(AMOMINU_D) X(AMOMAXU_D) \
+    X(FLW) X(FLD) X(FSW) X(FSD) X(FP) \
+    X(MV) X(LI) X(NOP)
+
+enum {
+#define OP_ENUM(n) OP_##n,
+    RV_OPS(OP_ENUM)
+#undef OP_ENUM
+    OP_COUNT
+};
+
+typedef struct {
+    unsigned op;
+    int32_t imm;
+    unsigned rd, rs1, rs2;
+} Decoded;
+
+/* ---- internal: the translator (cpu-riscv-jit.c) ---- */
+
+typedef struct RvJit RvJit;
+/* Where the translated code finds the hart's state (offsetof in FerryRvHart,
+ * which starts with x[0..32]); the data TLB is RvTlbEntry { tag, addend }[tlb_n]
+ * for loads, then as many for stores at tlb_w_offset. */
+typedef struct {
+    size_t dtlb_offset;         /* RvDTlb *dtlb */
+    size_t watch_adj_offset;    /* uintptr_t watch_adj */
+    size_t tlb_w_offset;
+    unsigned tlb_n;
+} RvJitLayout;
+/* A block's result, in rax:rdx: where to go on, and how many instructions
+ * retired (| RV_JIT_SIDE: the instruction at pc must run in the interpreter). */
+typedef struct {
+    uint64_t pc;
+    uint64_t info;
+} RvJitExit;
+#define RV_JIT_SIDE (1ULL << 32)
+#define MAX_INSNS 64
+typedef RvJitExit (*RvJitFn)(void *hart, uint64_t pc);
+
+/* NULL where there is no translator (not x86-64, FERRY_RV_JIT=0, no executable memory). */
+RvJit *ferry_rv_jit_new(const RvJitLayout *layout);
+void ferry_rv_jit_free(RvJit *j);
+/* Forgets every block: call when nothing can reach them any more. */
+void ferry_rv_jit_reset(RvJit *j);
+/* TRUE when the next block might not fit: drop every block, then reset. */
+gboolean ferry_rv_jit_full(RvJit *j);
+enum { RV_JIT_NONE, RV_JIT_BODY, RV_JIT_END };
+/* RV_JIT_BODY: translated, goes on; RV_JIT_END: translated, ends a block (branches,
+ * jumps); RV_JIT_NONE: not translated (a block ends before it). */
+unsigned ferry_rv_jit_op_kind(unsigned op);
+/* How many of the n decoded instructions d[] make a block (0 or 1: not worth one). */
+unsigned ferry_rv_jit_block_length(const Decoded *d, unsigned n);
+/* Translates d[0..n) (lengths lens[]; n from ferry_rv_jit_block_length). */
+void *ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n);
+
 /* ---- internal: exact F/D arithmetic (cpu-riscv-fpu.c) ---- */
 
 enum {

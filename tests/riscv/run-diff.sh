@@ -26,7 +26,7 @@ if [ -z "${RV_RUN:-}" ]; then
     RV_RUN="$out/rv-run"
     # shellcheck disable=SC2046
     $CC -O2 -g -std=gnu11 -Wall -I"$top/engine" $(pkg-config --cflags glib-2.0) \
-        "$top/engine/cpu-riscv.c" "$top/engine/cpu-riscv-fpu.c" "$here/rv-run.c" \
+        "$top/engine/cpu-riscv.c" "$top/engine/cpu-riscv-fpu.c" "$top/engine/cpu-riscv-jit.c" "$here/rv-run.c" \
         $(pkg-config --libs glib-2.0) -o "$RV_RUN" || exit 2
 fi
 $CC -O2 -Wall -o "$out/gen-random" "$here/gen-random.c" || exit 2

@@ -859,6 +859,241 @@ static void test_fuzz(void)
     t_free(t);
 }
 
+/* ---- the translator (cpu-riscv-jit.c) against the interpreter ----
+ * Random straight-line programs of what the translator takes (ALU, W forms, shifts,
+ * LUI/AUIPC, MUL, loads/stores of every width, forward branches and jumps, compressed
+ * forms), with what it leaves to the interpreter mixed in (DIV, CSR access) and memory
+ * operands that hit, miss the TLB, are misaligned, reach MMIO or fault. Two harts, one
+ * translating and one interpreting, run each program on RAM of their own; registers,
+ * pc, retired count, trap CSRs, device accesses and all of RAM must agree. Half the
+ * rounds run in S mode under Sv39 and then run the same code page again through a
+ * second virtual address (a decoded page serves every address that maps it). */
+#define JH (RAM_BASE + 0x800)           /* M handler: skip the trapping instruction */
+#define JCODE_ALIAS 0x40010000ULL       /* VA page mapped to CODE */
+
+static uint32_t J_(int imm, unsigned rd)
+{
+    uint32_t u = (uint32_t)imm;
+    return (((u >> 20) & 1) << 31) | (((u >> 1) & 1023) << 21) | (((u >> 11) & 1) << 20) |
+           (((u >> 12) & 255) << 12) | (rd << 7) | 0x6f;
+}
+
+static T *t_new_interp(gboolean translate)
+{
+    if (!translate)
+        g_setenv("FERRY_RV_JIT", "0", TRUE);
+    T *t = t_new();
+    g_unsetenv("FERRY_RV_JIT");
+    return t;
+}
+
+/* Registers the random code may write: not x5..x8 (memory bases) or x30/x31 (handler). */
+static unsigned jit_rd(GRand *r)
+{
+    unsigned v = g_rand_int_range(r, 0, 25);
+    return v < 5 ? v : v + 4;           /* 0..4, 9..29 */
+}
+
+static unsigned jit_rs(GRand *r) { return g_rand_int_range(r, 0, 30); }
+
+static void jit_program(T *a, T *b, GRand *r)
+{
+    enum { N = 900 };
+    uint8_t kind[N], len[N];
+    uint64_t addr[N + 1];
+    uint64_t pc = CODE;
+    /* pass 1: what and how long */
+    for (unsigned i = 0; i < N; i++) {
+        kind[i] = g_rand_int_range(r, 0, 100);
+        len[i] = kind[i] >= 90 ? 2 : 4;
+        if (kind[i] >= 86 && kind[i] < 88)
+            len[i] = 8;                 /* auipc + jalr */
+        addr[i] = pc;
+        pc += len[i];
+    }
+    addr[N] = pc;                       /* the final wfi */
+    g_assert_cmpuint(pc + 4, <=, CODE + 0x1000);
+    static const uint32_t rr[][2] = {   /* f7, f3 for OP (0x33) and OP-32 (0x3b) */
+        { 0, 0 }, { 0x20, 0 }, { 0, 1 }, { 0, 2 }, { 0, 3 }, { 0, 4 }, { 0, 5 }, { 0x20, 5 },
+        { 0, 6 }, { 0, 7 }, { 1, 0 }, { 1, 4 }, { 1, 6 },
+    };
+    for (unsigned i = 0; i < N; i++) {
+        uint32_t w;
+        unsigned k = kind[i], rd = jit_rd(r), rs1 = jit_rs(r), rs2 = jit_rs(r);
+        int imm = g_rand_int_range(r, -2048, 2048);
+        unsigned tgt = i + 1 + g_rand_int_range(r, 0, MIN(12u, N - i));
+        int off = (int)(addr[tgt] - addr[i]);
+        if (k < 20) {                   /* OP-IMM */
+            unsigned f3 = g_rand_int_range(r, 0, 8);
+            if (f3 == 1)
+                imm = g_rand_int_range(r, 0, 64);
+            else if (f3 == 5)
+                imm = g_rand_int_range(r, 0, 64) | (g_rand_boolean(r) ? 0x400 : 0);
+            w = I(imm, rs1, f3, rd, 0x13);
+        } else if (k < 26) {            /* OP-IMM-32 */
+            unsigned f3 = (unsigned[]){ 0, 1, 5 }[g_rand_int_range(r, 0, 3)];
+            if (f3 != 0)
+                imm = g_rand_int_range(r, 0, 32) | (f3 == 5 && g_rand_boolean(r) ? 0x400 : 0);
+            w = I(imm, rs1, f3, rd, 0x1b);
+        } else if (k < 40) {            /* OP */
+            unsigned x = g_rand_int_range(r, 0, G_N_ELEMENTS(rr));
+            w = R(rr[x][0], rs2, rs1, rr[x][1], rd, 0x33);
+        } else if (k < 46) {            /* OP-32: addw subw sllw srlw sraw mulw divw */
+            static const uint32_t r32[][2] = { { 0, 0 }, { 0x20, 0 }, { 0, 1 }, { 0, 5 }, { 0x20, 5 }, { 1, 0 }, { 1, 4 } };
+            unsigned x = g_rand_int_range(r, 0, G_N_ELEMENTS(r32));
+            w = R(r32[x][0], rs2, rs1, r32[x][1], rd, 0x3b);
+        } else if (k < 50) {            /* LUI, AUIPC */
+            w = (g_rand_int(r) & 0xfffff000u) | (rd << 7) | (k < 48 ? 0x37 : 0x17);
+        } else if (k < 64) {            /* loads off a base register */
+            unsigned f3 = (unsigned[]){ 0, 1, 2, 3, 4, 5, 6 }[g_rand_int_range(r, 0, 7)];
+            unsigned base = 5 + g_rand_int_range(r, 0, 4);
+            int o = g_rand_int_range(r, 0, 6) ? g_rand_int_range(r, 0, 64) * 8 : g_rand_int_range(r, -16, 64);
+            w = I(o, base, f3, rd, 0x03);
+        } else if (k < 76) {            /* stores */
+            unsigned f3 = g_rand_int_range(r, 0, 4);
+            unsigned base = 5 + g_rand_int_range(r, 0, 4);
+            int o = g_rand_int_range(r, 0, 6) ? g_rand_int_range(r, 0, 64) * 8 : g_rand_int_range(r, -16, 64);
+            w = S(o, rs2, base, f3, 0x23);
+        } else if (k < 84) {            /* forward branches */
+            w = Bx(off, rs2, rs1, (unsigned[]){ 0, 1, 4, 5, 6, 7 }[g_rand_int_range(r, 0, 6)]);
+        } else if (k < 85) {            /* jal forward */
+            w = J_(off, rd);
+        } else if (k < 86) {            /* left to the interpreter: csrrs mscratch, div */
+            w = g_rand_boolean(r) ? I(0x340, rs1, 2, rd, 0x73) : R(1, rs2, rs1, 4, rd, 0x33);
+        } else if (k < 88) {            /* auipc x9 + jalr forward through it */
+            put32(a, addr[i], (9u << 7) | 0x17);
+            put32(a, addr[i] + 4, I(off, 9, 0, rd == 9 ? 10 : rd, 0x67));
+            continue;
+        } else if (k < 90) {            /* fence rw,rw */
+            w = 0x0330000fu;
+        } else {                        /* compressed: addi, li, mv, add, nop */
+            unsigned c = g_rand_int_range(r, 0, 5), cd = rd ? rd : 1, cs = rs2 ? rs2 : 1;
+            int ci = g_rand_int_range(r, -32, 32);
+            uint16_t h = c == 0 ? (uint16_t)((((ci >> 5) & 1) << 12) | (cd << 7) | ((ci & 31) << 2) | 1)
+                       : c == 1 ? (uint16_t)((2 << 13) | (((ci >> 5) & 1) << 12) | (cd << 7) | ((ci & 31) << 2) | 1)
+                       : c == 2 ? (uint16_t)((4 << 13) | (cd << 7) | (cs << 2) | 2)
+                       : c == 3 ? (uint16_t)((4 << 13) | (1 << 12) | (cd << 7) | (cs << 2) | 2)
+                       : 0x0001;
+            put16(a, addr[i], h);
+            continue;
+        }
+        put32(a, addr[i], w);
+    }
+    put32(a, addr[N], WFI);
+    memcpy(b->ram + (CODE - RAM_BASE), a->ram + (CODE - RAM_BASE), 0x1000);
+}
+
+static void jit_handler(T *t)
+{
+    /* reads the instruction through the trapped mode's translation (MPRV) */
+    const uint32_t h[] = {
+        (0x20u << 12) | (30 << 7) | 0x37,   /* lui   x30, 0x20 (MPRV) */
+        I(0x300, 30, 2, 0, 0x73),           /* csrrs x0, mstatus, x30 */
+        I(0x341, 0, 2, 31, 0x73),           /* csrrs x31, mepc, x0 */
+        I(0, 31, 5, 30, 0x03),              /* lhu   x30, 0(x31) */
+        ADDI(31, 31, 2),
+        I(3, 30, 7, 30, 0x13),              /* andi  x30, x30, 3 */
+        ADDI(30, 30, -3),
+        BNE(30, 0, 8),
+        ADDI(31, 31, 2),
+        I(0x341, 31, 1, 0, 0x73),           /* csrrw x0, mepc, x31 */
+        (0x20u << 12) | (30 << 7) | 0x37,   /* lui   x30, 0x20 */
+        I(0x300, 30, 3, 0, 0x73),           /* csrrc x0, mstatus, x30 */
+        MRET,
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(h); i++)
+        put32(t, JH + 4 * i, h[i]);
+}
+
+/* Runs t from its current state to the program's final WFI. */
+static void jit_run(T *t, uint64_t end)
+{
+    for (unsigned i = 0; i < 100000; i++) {
+        if (ferry_rv_hart_run(t->h, 1 + i % 97) == FERRY_RV_RUN_WFI && ferry_rv_hart_get_pc(t->h) == end + 4)
+            return;
+    }
+    g_error("did not reach %#" G_GINT64_MODIFIER "x: pc %#" G_GINT64_MODIFIER "x mcause %" G_GINT64_MODIFIER "u mepc %#" G_GINT64_MODIFIER "x", end + 4, ferry_rv_hart_get_pc(t->h), csr(t, MCAUSE), csr(t, MEPC));
+}
+
+static void jit_compare(T *a, T *b)
+{
+    for (unsigned r = 1; r < 32; r++)
+        if (reg(a, r) != reg(b, r))
+            g_error("x%u: translated %#" G_GINT64_MODIFIER "x, interpreted %#" G_GINT64_MODIFIER "x",
+                    r, reg(a, r), reg(b, r));
+    g_assert_cmphex(ferry_rv_hart_get_pc(a->h), ==, ferry_rv_hart_get_pc(b->h));
+    g_assert_cmpuint(ferry_rv_hart_get_instret(a->h), ==, ferry_rv_hart_get_instret(b->h));
+    static const unsigned c[] = { MEPC, MCAUSE, MTVAL, 0x340 };
+    for (unsigned i = 0; i < G_N_ELEMENTS(c); i++)
+        g_assert_cmphex(csr(a, c[i]), ==, csr(b, c[i]));
+    g_assert_cmpuint(a->mmio_reads, ==, b->mmio_reads);
+    g_assert_cmpuint(a->mmio_writes, ==, b->mmio_writes);
+    g_assert_cmphex(a->mmio_last_val, ==, b->mmio_last_val);
+    g_assert_true(memcmp(a->ram, b->ram, RAM_SIZE) == 0);
+}
+
+static void test_jit_vs_interpreter(void)
+{
+    GRand *r = g_rand_new_with_seed(20260127);
+    unsigned translated_rounds = 0;
+    for (unsigned round = 0; round < 120; round++) {
+        T *a = t_new_interp(TRUE), *b = t_new_interp(FALSE);
+        gboolean paged = round & 1;
+        jit_program(a, b, r);
+        for (uint64_t o = 0; o < 0x8000; o += 8) {      /* data: PA and after */
+            uint64_t v = ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r);
+            put64(a, PA + o, v);
+            put64(b, PA + o, v);
+        }
+        T *both[2] = { a, b };
+        for (unsigned s = 0; s < 2; s++) {
+            T *t = both[s];
+            jit_handler(t);
+            ferry_rv_hart_write_csr(t->h, MTVEC, JH);
+            for (unsigned x = 1; x < 30; x++)
+                set(t, x, ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r));
+            set(t, 5, paged ? VA : PA);
+            set(t, 6, PA + 0xff8);                      /* accesses across a page end */
+            set(t, 7, MMIO_DEV + 0x100);
+            set(t, 8, paged ? VA + 0x1ff8 : RAM_BASE + 0x3ffff8);
+            if (paged) {
+                setup_sv39(t);
+                for (unsigned p = 0; p < 8; p++)
+                    map_page(t, p, PA + p * 0x1000, 0xcf);
+                map_page(t, (JCODE_ALIAS - VA) >> 12, CODE, 0xcb);
+            }
+            start(t, paged ? 1 : 3);
+        }
+        /* The two harts drew the same numbers only if they drew them in turn: redo b's. */
+        for (unsigned x = 1; x < 32; x++)
+            set(b, x, reg(a, x));
+        uint64_t end = CODE + 0x1000 - 4;
+        for (; end >= CODE; end -= 2) {
+            uint32_t w;
+            memcpy(&w, a->ram + (end - RAM_BASE), 4);
+            if (w == WFI)
+                break;
+        }
+        jit_run(a, end);
+        jit_run(b, end);
+        jit_compare(a, b);
+        if (paged) {
+            /* the same code page again, through its alias (still in S mode) */
+            g_assert_cmpuint(ferry_rv_hart_get_priv(a->h), ==, 1);
+            ferry_rv_hart_set_pc(a->h, JCODE_ALIAS);
+            ferry_rv_hart_set_pc(b->h, JCODE_ALIAS);
+            jit_run(a, JCODE_ALIAS + (end - CODE));
+            jit_run(b, JCODE_ALIAS + (end - CODE));
+            jit_compare(a, b);
+        }
+        translated_rounds++;
+        t_free(a);
+        t_free(b);
+    }
+    g_assert_cmpuint(translated_rounds, ==, 120);
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -878,5 +1113,6 @@ int main(int argc, char **argv)
     g_test_add_func("/riscv/cpu/cross-page", test_cross_page);
     g_test_add_func("/riscv/cpu/mip-rmw", test_mip_rmw);
     g_test_add_func("/riscv/cpu/fuzz", test_fuzz);
+    g_test_add_func("/riscv/cpu/jit-vs-interpreter", test_jit_vs_interpreter);
     return g_test_run();
 }
