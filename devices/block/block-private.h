@@ -64,6 +64,9 @@ void ferry_block_set_size(FerryBlock *bs, guint64 size);
 FerryBlock *ferry_block_swap_backing(FerryBlock *bs, FerryBlock *backing);
 /* Records why an -EIO happened, logs it (rate-limited) and returns -EIO. */
 int ferry_block_report(FerryBlock *bs, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Waits until the write-behind writes that arrived so far are in the image
+ * (later ones may still be pending). Any thread but a block worker. */
+void ferry_block_settle(FerryBlock *bs);
 /* Stop new requests and wait for those in flight (nests). */
 void ferry_block_quiesce_begin(FerryBlock *bs);
 void ferry_block_quiesce_end(FerryBlock *bs);

@@ -1013,6 +1013,18 @@ ferry_block_write_behind(FerryBlock *bs, FerryBlockReq *req)
 }
 
 void
+ferry_block_settle(FerryBlock *bs)
+{
+    FerryBlockReq all = { .op = FERRY_BLOCK_OP_FLUSH };
+
+    g_mutex_lock(&bs->mutex);
+    guint64 upto = bs->seq + 1;
+    while (wb_conflict(bs, &all, upto))
+        g_cond_wait(&bs->cond, &bs->mutex);
+    g_mutex_unlock(&bs->mutex);
+}
+
+void
 ferry_block_drain(FerryBlock *bs)
 {
     g_mutex_lock(&bs->mutex);

@@ -288,8 +288,9 @@ FerryBlock *ferry_overlay_open(const char *base_path, const char *base_format,
 gboolean ferry_overlay_commit(FerryBlock *bs, GError **error);
 /* Drops the overlay's changes (the base is untouched). */
 gboolean ferry_overlay_discard(FerryBlock *bs, GError **error);
-/* Guest bytes the overlay holds (allocated or zeroed clusters). Any
- * thread; does not wait for a commit in progress. */
+/* Guest bytes the overlay holds (allocated or zeroed clusters), writes
+ * still in write-behind included (it waits for them to land). Any thread
+ * but a block worker; does not wait for a commit in progress. */
 guint64  ferry_overlay_pending_bytes(FerryBlock *bs);
 const char *ferry_overlay_get_path(FerryBlock *bs);       /* the overlay file */
 

@@ -456,7 +456,10 @@ ferry_overlay_pending_bytes(FerryBlock *bs)
 {
     g_return_val_if_fail(bs && bs->drv == &ferry_block_overlay, 0);
     Overlay *o = O(bs);
-    /* Not o->lock: the answer must not wait for a commit. */
+    /* Writes the guest saw finish count even while write-behind still holds
+     * them (a commit folds them in). Not o->lock: the answer must not wait
+     * for a commit (while one runs, nothing is in write-behind). */
+    ferry_block_settle(bs);
     g_rw_lock_reader_lock(&o->swap);
     guint64 n = o->inner ? ferry_qcow2_allocated_bytes(o->inner) : 0;
     g_rw_lock_reader_unlock(&o->swap);

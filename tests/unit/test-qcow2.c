@@ -1213,6 +1213,9 @@ test_overlay_write_behind(void)
     fill(data, LEN, 6);
     g_assert_true(write_behind(ov, 65536, data, LEN));
     GThread *opener = g_thread_new("open-gates", open_later, NULL);
+    /* `info block pending=` and "committed N MiB" count it: the answer waits
+     * for the write to land. */
+    g_assert_cmpuint(ferry_overlay_pending_bytes(ov), >=, LEN);
     g_assert_true(ferry_overlay_commit(ov, &error));
     g_assert_no_error(error);
     g_thread_join(opener);
