@@ -1709,8 +1709,15 @@ jit_side: {
         uint32_t raw = cur->host[off] | (cur->host[off + 1] << 8);
         Decoded d;
         unsigned len;
-        if ((raw & 3) == 3)
+        if ((raw & 3) == 3) {
+            if (unlikely(off == PG_SIZE - 2)) {
+                /* was compressed when translated; another hart or a device
+                 * rewrote it (no FENCE.I yet): op_decode's page-crossing path */
+                ins = &cur->slot[off >> 1];
+                goto op_decode;
+            }
             raw |= (uint32_t)(cur->host[off + 2] | (cur->host[off + 3] << 8)) << 16;
+        }
         decode(raw, &d, &len);
         ins = &h->xins[0];
         ins->h = labels[len == 2][d.op];

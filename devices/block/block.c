@@ -793,7 +793,7 @@ next_req(FerryBlock *bs)
     bs->last_done = start;
     while (!bs->head && !bs->stopping) {
         if (!bs->poller && bs->poll_us) {
-            bs->poller = TRUE;
+            __atomic_store_n(&bs->poller, TRUE, __ATOMIC_RELAXED);     /* read unlocked by helpers */
             g_mutex_unlock(&bs->mutex);
             if (poll_queue(bs, start, start + bs->poll_us)) {
                 /* The submitter is likely still between its enqueue and
@@ -806,7 +806,7 @@ next_req(FerryBlock *bs)
             } else {
                 g_mutex_lock(&bs->mutex);
             }
-            bs->poller = FALSE;
+            __atomic_store_n(&bs->poller, FALSE, __ATOMIC_RELAXED);
             if (bs->head || bs->stopping)
                 break;
             /* A helper took it first (ferry_block_help): poll on. */
@@ -932,7 +932,8 @@ ferry_block_help(FerryBlock *bs)
     /* Unlocked first: a hart spinning on the lock would slow the worker
      * that wants it. */
     if (__atomic_load_n(&bs->nqueue, __ATOMIC_ACQUIRE) <=
-        (__atomic_load_n(&bs->poller, __ATOMIC_RELAXED) ? 1u : 0u))
+        (__atomic_load_n(&bs->poller, __ATOMIC_RELAXED) ? 1u : 0u) ||
+        __atomic_load_n(&bs->quiesce, __ATOMIC_RELAXED))
         return FALSE;
     g_mutex_lock(&bs->mutex);
     /* A polling worker takes a request within a microsecond: leave it
@@ -1046,7 +1047,7 @@ ferry_block_quiesce_begin(FerryBlock *bs)
     bs->wb_hold++;
     while (bs->wb_list)
         g_cond_wait(&bs->cond, &bs->mutex);
-    bs->quiesce++;
+    __atomic_store_n(&bs->quiesce, bs->quiesce + 1, __ATOMIC_RELAXED);     /* read unlocked by helpers */
     while (bs->inflight > bs->queued)
         g_cond_wait(&bs->cond, &bs->mutex);
     g_mutex_unlock(&bs->mutex);
@@ -1056,7 +1057,7 @@ void
 ferry_block_quiesce_end(FerryBlock *bs)
 {
     g_mutex_lock(&bs->mutex);
-    bs->quiesce--;
+    __atomic_store_n(&bs->quiesce, bs->quiesce - 1, __ATOMIC_RELAXED);
     bs->wb_hold--;
     g_cond_broadcast(&bs->cond);
     g_mutex_unlock(&bs->mutex);
