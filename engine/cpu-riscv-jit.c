@@ -172,14 +172,21 @@ mov_imm64(Emit *e, unsigned reg, uint64_t v)
     d64(e, v);
 }
 
+/* [REX.W] opcode /digit with rax as the register operand (the immediate follows) */
+static void
+group_rax(Emit *e, gboolean w, uint8_t opcode, unsigned digit)
+{
+    if (w)
+        b(e, 0x48);
+    b(e, opcode);
+    b(e, 0xc0 | (digit << 3) | RAX);
+}
+
 /* /digit op on rax with a sign-extended imm32: add 0, or 1, and 4, sub 5, xor 6, cmp 7 */
 static void
 alu_imm(Emit *e, gboolean w, unsigned digit, int32_t imm)
 {
-    if (w)
-        b(e, 0x48);
-    b(e, 0x81);
-    b(e, 0xc0 | (digit << 3) | RAX);
+    group_rax(e, w, 0x81, digit);
     d32(e, imm);
 }
 
@@ -187,10 +194,7 @@ alu_imm(Emit *e, gboolean w, unsigned digit, int32_t imm)
 static void
 shift_imm(Emit *e, gboolean w, unsigned digit, unsigned count)
 {
-    if (w)
-        b(e, 0x48);
-    b(e, 0xc1);
-    b(e, 0xc0 | (digit << 3) | RAX);
+    group_rax(e, w, 0xc1, digit);
     b(e, (uint8_t) count);
 }
 
@@ -198,10 +202,7 @@ shift_imm(Emit *e, gboolean w, unsigned digit, unsigned count)
 static void
 shift_cl(Emit *e, gboolean w, unsigned digit)
 {
-    if (w)
-        b(e, 0x48);
-    b(e, 0xd3);
-    b(e, 0xc0 | (digit << 3) | RAX);
+    group_rax(e, w, 0xd3, digit);
 }
 
 static void
@@ -331,58 +332,57 @@ emit_store(Emit *e, RvJit *j, const Decoded *d, Side *side, Side *side2)
     return TRUE;
 }
 
-/* rax = rs1 op rs2 (64 or 32 bits), result to rd */
+/* rax = rs1, whole or its low 32 bits (W forms) */
 static void
-emit_rr(Emit *e, gboolean w, uint8_t opcode, const Decoded *d)
+load_rs1(Emit *e, gboolean w, const Decoded *d)
 {
     if (w)
         load_x(e, RAX, d->rs1);
     else
         load_x32(e, RAX, d->rs1);
-    op_mem(e, w, opcode, RAX, XR(d->rs2));
+}
+
+/* rd = rax, or its low 32 bits sign-extended (W forms) */
+static void
+store_rd(Emit *e, gboolean w, const Decoded *d)
+{
     if (!w)
         movsxd_rax_eax(e);
     store_x(e, RAX, d->rd);
+}
+
+/* rax = rs1 op rs2 (64 or 32 bits), result to rd */
+static void
+emit_rr(Emit *e, gboolean w, uint8_t opcode, const Decoded *d)
+{
+    load_rs1(e, w, d);
+    op_mem(e, w, opcode, RAX, XR(d->rs2));
+    store_rd(e, w, d);
 }
 
 static void
 emit_shift_reg(Emit *e, gboolean w, unsigned digit, const Decoded *d)
 {
     load_x32(e, RCX, d->rs2);
-    if (w)
-        load_x(e, RAX, d->rs1);
-    else
-        load_x32(e, RAX, d->rs1);
+    load_rs1(e, w, d);
     shift_cl(e, w, digit);
-    if (!w)
-        movsxd_rax_eax(e);
-    store_x(e, RAX, d->rd);
+    store_rd(e, w, d);
 }
 
 static void
 emit_shift_imm(Emit *e, gboolean w, unsigned digit, const Decoded *d)
 {
-    if (w)
-        load_x(e, RAX, d->rs1);
-    else
-        load_x32(e, RAX, d->rs1);
+    load_rs1(e, w, d);
     shift_imm(e, w, digit, (unsigned) d->imm);
-    if (!w)
-        movsxd_rax_eax(e);
-    store_x(e, RAX, d->rd);
+    store_rd(e, w, d);
 }
 
 static void
 emit_alu_imm(Emit *e, gboolean w, unsigned digit, const Decoded *d)
 {
-    if (w)
-        load_x(e, RAX, d->rs1);
-    else
-        load_x32(e, RAX, d->rs1);
+    load_rs1(e, w, d);
     alu_imm(e, w, digit, d->imm);
-    if (!w)
-        movsxd_rax_eax(e);
-    store_x(e, RAX, d->rd);
+    store_rd(e, w, d);
 }
 
 static void
@@ -448,18 +448,13 @@ emit_body(Emit *e, RvJit *j, const Decoded *d, int64_t rel, Side *side, Side *si
     case OP_MUL:
     case OP_MULW: {
         gboolean w = d->op == OP_MUL;
-        if (w)
-            load_x(e, RAX, d->rs1);
-        else
-            load_x32(e, RAX, d->rs1);
+        load_rs1(e, w, d);
         if (w)
             b(e, 0x48);
         b(e, 0x0f);
         b(e, 0xaf);
         m_rdi(e, RAX, XR(d->rs2));                         /* imul rax, [x] */
-        if (!w)
-            movsxd_rax_eax(e);
-        store_x(e, RAX, d->rd);
+        store_rd(e, w, d);
         return TRUE;
     }
     case OP_LB: case OP_LH: case OP_LW: case OP_LD: case OP_LBU: case OP_LHU: case OP_LWU:

@@ -1035,6 +1035,16 @@ static unsigned itlb_fill(FerryRvHart *h, uint64_t pc, RvPage **out)
     return 0;
 }
 
+static inline void set_insn(RvInsn *ins, const void *handler, const Decoded *d, unsigned len)
+{
+    ins->h = handler;
+    ins->imm = d->imm;
+    ins->rd = d->rd;
+    ins->rs1 = d->rs1;
+    ins->rs2 = d->rs2;
+    ins->len = len;
+}
+
 /* Decodes the instructions of pg from offset off on, as a block would take them:
  * up to MAX_INSNS, stopping after the first one that ends a block or is not
  * translated, and before one that crosses the page's end. Returns how many. */
@@ -1649,12 +1659,7 @@ op_decode: {
                 raw |= (uint32_t)(p[0] | (p[1] << 8)) << 16;
                 decode(raw, &d, &len);
                 ins = &h->xins[0];
-                ins->h = labels[len == 2][d.op];
-                ins->imm = d.imm;
-                ins->rd = d.rd;
-                ins->rs1 = d.rs1;
-                ins->rs2 = d.rs2;
-                ins->len = len;
+                set_insn(ins, labels[len == 2][d.op], &d, len);
                 cur_va = TLB_INVALID;
                 goto *ins->h;
             }
@@ -1677,12 +1682,7 @@ op_decode: {
                 goto op_jit;
             }
         }
-        ins->imm = d.imm;
-        ins->rd = d.rd;
-        ins->rs1 = d.rs1;
-        ins->rs2 = d.rs2;
-        ins->len = len;
-        ins->h = labels[len == 2][d.op];
+        set_insn(ins, labels[len == 2][d.op], &d, len);
         goto *ins->h;
     }
 
@@ -1720,12 +1720,7 @@ jit_side: {
         }
         decode(raw, &d, &len);
         ins = &h->xins[0];
-        ins->h = labels[len == 2][d.op];
-        ins->imm = d.imm;
-        ins->rd = d.rd;
-        ins->rs1 = d.rs1;
-        ins->rs2 = d.rs2;
-        ins->len = len;
+        set_insn(ins, labels[len == 2][d.op], &d, len);
         cur_va = TLB_INVALID;
         goto *ins->h;
     }
