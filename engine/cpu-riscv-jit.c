@@ -25,8 +25,14 @@
  *  - no block crosses its page, and a block is found through the page's
  *    decoded slot: whatever drops the slots (a store to the page, FENCE.I,
  *    a full code buffer) drops the block.
- * Budget, kicks and interrupts are checked by the interpreter after each
- * block, as after any taken branch; a block is at most MAX_INSNS long.
+ * A block ends by going straight into the block at its successor when that
+ * is in the same page and translated (the successor's slot is read each
+ * time, so nothing needs unlinking when a page's slots go), after checking
+ * the budget the interpreter passed and the hart's exit requests (kicks,
+ * interrupt lines); else it returns to the interpreter. So a slice stays
+ * bounded and an interrupt is seen within one block, as in the interpreter;
+ * a block is at most MAX_INSNS long. Returns (JALR) and jumps to other pages
+ * go back through the interpreter.
  *
  * x86-64 hosts only; elsewhere (or with FERRY_RV_JIT=0, or where the host
  * refuses executable memory) the hart interprets everything. */
@@ -42,6 +48,9 @@
 #define CODE_SIZE (32u << 20)
 /* Upper bound of the bytes one guest instruction becomes, side exit included. */
 #define MAX_BYTES_PER_INSN 192
+/* Every block starts with  xor r8d, r8d; mov r9, rdx  (instructions so far, the
+ * budget); a chained jump enters after it. */
+#define BODY_OFFSET 6
 
 struct RvJit {
     uint8_t *code;
@@ -87,12 +96,13 @@ ferry_rv_jit_reset(RvJit *j)
 gboolean
 ferry_rv_jit_full(RvJit *j)
 {
-    return j->used + MAX_INSNS * MAX_BYTES_PER_INSN + 256 > CODE_SIZE;
+    return j->used + MAX_INSNS * MAX_BYTES_PER_INSN + 512 > CODE_SIZE;
 }
 
 /* ---- x86-64 encoding ---------------------------------------------------------
  * Host registers: rdi = h (and h->x at offset 0), rsi = the block's pc,
- * rax/rcx/rdx scratch. */
+ * r8 = instructions retired by the blocks run so far in this call, r9 = the
+ * budget, rax/rcx/rdx scratch. */
 
 enum { RAX = 0, RCX = 1, RDX = 2, RSI = 6, RDI = 7 };
 
@@ -249,16 +259,53 @@ lea_pc(Emit *e, unsigned reg, int64_t rel)
     d32(e, (int32_t) rel);
 }
 
-/* return (pc + rel, info) in rax:rdx */
+/* return (pc + rel, r8 + count [| RV_JIT_SIDE]) in rax:rdx */
 static void
-exit_to(Emit *e, int64_t rel, uint64_t info)
+exit_to(Emit *e, int64_t rel, unsigned count, gboolean side)
 {
     lea_pc(e, RAX, rel);
-    mov_imm64(e, RDX, info);
+    b(e, 0x49); b(e, 0x8d); b(e, 0x50); b(e, (uint8_t) count);  /* lea rdx, [r8 + count] */
+    if (side) {
+        b(e, 0x48); b(e, 0x0f); b(e, 0xba); b(e, 0xea); b(e, 32);  /* bts rdx, 32 */
+    }
     b(e, 0xc3);
 }
 
+/* Goes on at the block's pc + rel, `count` instructions (of this block) later:
+ * straight into the block there if the target is in this page and translated
+ * and the budget and the hart's exit requests allow, else back to the
+ * interpreter. The target's slot is looked at each time, so a block dropped
+ * with its page's slots is never entered (and a block is never entered from
+ * another page: those can go separately). */
+static void
+emit_goto(Emit *e, RvJit *j, const RvJitPlace *at, int64_t rel, unsigned count)
+{
+    b(e, 0x49); b(e, 0x83); b(e, 0xc0); b(e, (uint8_t) count);  /* add r8, count */
+    int64_t off = (int64_t) at->page_offset + rel;
+    if (off >= 0 && off < 4096) {
+        uint8_t *out[3];
+        b(e, 0x4d); b(e, 0x39); b(e, 0xc8);                     /* cmp r8, r9 */
+        b(e, 0x0f); b(e, 0x83); out[0] = e->p; d32(e, 0);       /* jae out */
+        b(e, 0x83); b(e, 0xbf); d32(e, (int32_t) j->lay.exit_req_offset); b(e, 0);  /* cmp dword [rdi + exit_req], 0 */
+        out[1] = jne_fwd(e);
+        mov_imm64(e, RCX, (uintptr_t) at->slots + (uint64_t) (off >> 1) * 16);
+        mov_imm64(e, RDX, (uintptr_t) at->lbl_jit);
+        b(e, 0x48); b(e, 0x39); b(e, 0x11);                     /* cmp [rcx], rdx */
+        out[2] = jne_fwd(e);
+        b(e, 0x48); b(e, 0x8d); b(e, 0xb6); d32(e, (int32_t) rel);  /* lea rsi, [rsi + rel] */
+        b(e, 0x48); b(e, 0x8b); b(e, 0x49); b(e, 8);            /* mov rcx, [rcx + 8] */
+        b(e, 0x48); b(e, 0x83); b(e, 0xc1); b(e, BODY_OFFSET);  /* add rcx, BODY_OFFSET */
+        b(e, 0xff); b(e, 0xe1);                                 /* jmp rcx */
+        for (unsigned i = 0; i < 3; i++) {
+            int32_t d = (int32_t) (e->p - (out[i] + 4));
+            memcpy(out[i], &d, 4);
+        }
+    }
+    exit_to(e, rel, 0, FALSE);
+}
+
 /* ---- translation ---------------------------------------------------------------- */
+
 
 typedef struct {
     uint8_t *patch;             /* jne displacement of the side exit */
@@ -505,7 +552,8 @@ ferry_rv_jit_block_length(const Decoded *d, unsigned n)
 
 /* The branch or jump that ends a block, instruction k at the block's pc + rel. */
 static void
-emit_end(Emit *e, const Decoded *d, int64_t rel, unsigned len, unsigned k)
+emit_end(Emit *e, RvJit *j, const RvJitPlace *place, const Decoded *d, int64_t rel, unsigned len,
+         unsigned k)
 {
     int64_t next = rel + len, target = rel + d->imm;
     uint8_t cc;
@@ -514,7 +562,7 @@ emit_end(Emit *e, const Decoded *d, int64_t rel, unsigned len, unsigned k)
     case OP_JAL:
         lea_pc(e, RAX, next);
         store_x(e, RAX, d->rd);
-        exit_to(e, target, k + 1);
+        emit_goto(e, j, place, target, k + 1);
         return;
     case OP_JALR:
         load_x(e, RAX, d->rs1);
@@ -523,7 +571,7 @@ emit_end(Emit *e, const Decoded *d, int64_t rel, unsigned len, unsigned k)
         b(e, 0x48); b(e, 0x83); b(e, 0xe0); b(e, 0xfe);     /* and rax, -2 */
         lea_pc(e, RCX, next);
         op_mem(e, TRUE, 0x89, RCX, XR(d->rd));              /* after reading rs1: rd may be rs1 */
-        mov_imm64(e, RDX, k + 1);
+        b(e, 0x49); b(e, 0x8d); b(e, 0x50); b(e, (uint8_t) (k + 1));  /* lea rdx, [r8 + k + 1] */
         b(e, 0xc3);
         return;
     case OP_BEQ:  cc = CC_E; break;
@@ -535,19 +583,25 @@ emit_end(Emit *e, const Decoded *d, int64_t rel, unsigned len, unsigned k)
     }
     load_x(e, RAX, d->rs1);
     op_mem(e, TRUE, 0x3b, RAX, XR(d->rs2));                 /* cmp rax, [rs2] */
-    lea_pc(e, RAX, next);                                   /* lea leaves the flags */
-    lea_pc(e, RCX, target);
-    b(e, 0x48); b(e, 0x0f); b(e, 0x40 | cc); b(e, 0xc1);    /* cmovcc rax, rcx */
-    mov_imm64(e, RDX, k + 1);
-    b(e, 0xc3);
+    b(e, 0x0f); b(e, 0x80 | cc);                            /* jcc taken */
+    uint8_t *taken = e->p;
+    d32(e, 0);
+    emit_goto(e, j, place, next, k + 1);
+    int32_t dist = (int32_t) (e->p - (taken + 4));
+    memcpy(taken, &dist, 4);
+    emit_goto(e, j, place, target, k + 1);
 }
 
 void *
-ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n)
+ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n,
+                     const RvJitPlace *place)
 {
     g_assert(n > 0 && n <= MAX_INSNS && !ferry_rv_jit_full(j));
     uint8_t *start = j->code + j->used;
     Emit e = { start };
+    b(&e, 0x45); b(&e, 0x31); b(&e, 0xc0);                  /* xor r8d, r8d */
+    b(&e, 0x49); b(&e, 0x89); b(&e, 0xd1);                  /* mov r9, rdx */
+    g_assert(e.p - start == BODY_OFFSET);
     Side sides[2 * MAX_INSNS];
     unsigned nsides = 0;
     int64_t at = 0;
@@ -555,7 +609,7 @@ ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n
 
     for (unsigned k = 0; k < n; k++) {
         if (ferry_rv_jit_op_kind(d[k].op) == RV_JIT_END) {
-            emit_end(&e, &d[k], at, lens[k], k);
+            emit_end(&e, j, place, &d[k], at, lens[k], k);
             ended = TRUE;
             break;
         }
@@ -573,13 +627,13 @@ ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n
         at += lens[k];
     }
     if (!ended)
-        exit_to(&e, at, n);                                  /* fell off the end */
+        emit_goto(&e, j, place, at, n);                      /* fell off the end */
     for (unsigned i = 0; i < nsides; i++) {
         int32_t rel = (int32_t) (e.p - (sides[i].patch + 4));
         memcpy(sides[i].patch, &rel, 4);
-        exit_to(&e, sides[i].rel, sides[i].count | RV_JIT_SIDE);
+        exit_to(&e, sides[i].rel, sides[i].count, TRUE);
     }
-    g_assert((size_t) (e.p - start) <= (size_t) n * MAX_BYTES_PER_INSN + 64);
+    g_assert((size_t) (e.p - start) <= (size_t) n * MAX_BYTES_PER_INSN + 256);
     j->used += (size_t) (e.p - start);
     j->used = (j->used + 15) & ~(size_t) 15;
     return start;
@@ -593,7 +647,8 @@ void ferry_rv_jit_reset(RvJit *j) { }
 gboolean ferry_rv_jit_full(RvJit *j) { return TRUE; }
 unsigned ferry_rv_jit_block_length(const Decoded *d, unsigned n) { return 0; }
 unsigned ferry_rv_jit_op_kind(unsigned op) { return RV_JIT_NONE; }
-void *ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n)
+void *ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n,
+                           const RvJitPlace *place)
 {
     return NULL;
 }

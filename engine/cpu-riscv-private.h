@@ -122,7 +122,16 @@ typedef struct {
     size_t watch_adj_offset;    /* uintptr_t watch_adj */
     size_t tlb_w_offset;
     unsigned tlb_n;
+    size_t exit_req_offset;     /* atomic_int exit_req: nonzero, stop chaining */
 } RvJitLayout;
+/* Where a block sits, for chaining to the blocks of its page: the page's decoded
+ * slots (16 bytes each: handler, then the block for handler == lbl_jit), the
+ * block's offset in the page. */
+typedef struct {
+    const void *slots;
+    unsigned page_offset;
+    const void *lbl_jit;
+} RvJitPlace;
 /* A block's result, in rax:rdx: where to go on, and how many instructions
  * retired (| RV_JIT_SIDE: the instruction at pc must run in the interpreter). */
 typedef struct {
@@ -131,7 +140,8 @@ typedef struct {
 } RvJitExit;
 #define RV_JIT_SIDE (1ULL << 32)
 #define MAX_INSNS 64
-typedef RvJitExit (*RvJitFn)(void *hart, uint64_t pc);
+/* budget: how many instructions it may retire before it stops chaining blocks */
+typedef RvJitExit (*RvJitFn)(void *hart, uint64_t pc, uint64_t budget);
 
 /* NULL where there is no translator (not x86-64, FERRY_RV_JIT=0, no executable memory). */
 RvJit *ferry_rv_jit_new(const RvJitLayout *layout);
@@ -147,7 +157,8 @@ unsigned ferry_rv_jit_op_kind(unsigned op);
 /* How many of the n decoded instructions d[] make a block (0 or 1: not worth one). */
 unsigned ferry_rv_jit_block_length(const Decoded *d, unsigned n);
 /* Translates d[0..n) (lengths lens[]; n from ferry_rv_jit_block_length). */
-void *ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n);
+void *ferry_rv_jit_compile(RvJit *j, const Decoded *d, const uint8_t *lens, unsigned n,
+                           const RvJitPlace *place);
 
 /* ---- internal: exact F/D arithmetic (cpu-riscv-fpu.c) ---- */
 

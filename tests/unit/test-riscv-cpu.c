@@ -887,11 +887,12 @@ static T *t_new_interp(gboolean translate)
     return t;
 }
 
-/* Registers the random code may write: not x5..x8 (memory bases) or x30/x31 (handler). */
+/* Registers the random code may write: not x5..x8 (memory bases), x28 (loop
+ * counter) or x30/x31 (handler). */
 static unsigned jit_rd(GRand *r)
 {
     unsigned v = g_rand_int_range(r, 0, 25);
-    return v < 5 ? v : v + 4;           /* 0..4, 9..29 */
+    return v < 5 ? v : v < 24 ? v + 4 : 29;     /* 0..4, 9..27, 29 */
 }
 
 static unsigned jit_rs(GRand *r) { return g_rand_int_range(r, 0, 30); }
@@ -899,15 +900,27 @@ static unsigned jit_rs(GRand *r) { return g_rand_int_range(r, 0, 30); }
 static void jit_program(T *a, T *b, GRand *r)
 {
     enum { N = 900 };
+    enum { LOOP_START = 100, LOOP_END = 101 };
     uint8_t kind[N], len[N];
+    unsigned loop_to[N] = { 0 };        /* nonzero: a loop ends here, back to that index */
     uint64_t addr[N + 1];
     uint64_t pc = CODE;
-    /* pass 1: what and how long */
-    for (unsigned i = 0; i < N; i++) {
-        kind[i] = g_rand_int_range(r, 0, 100);
-        len[i] = kind[i] >= 90 ? 2 : 4;
-        if (kind[i] >= 86 && kind[i] < 88)
-            len[i] = 8;                 /* auipc + jalr */
+    /* pass 1: what and how long; loops (x28 = 3 ... x28 -= 1, blt x0, x28, back:
+     * a body entered from outside with x28 = 0 runs once) do not nest */
+    for (unsigned i = 0, open_until = 0; i < N; i++) {
+        if (loop_to[i]) {
+            kind[i] = LOOP_END;         /* placed when its loop started */
+        } else if (i >= open_until && i + 12 < N && g_rand_int_range(r, 0, 30) == 0) {
+            unsigned m = g_rand_int_range(r, 2, 11);
+            kind[i] = LOOP_START;
+            loop_to[i + m] = i + 1;
+            open_until = i + m + 1;
+        } else {
+            kind[i] = g_rand_int_range(r, 0, 100);
+        }
+        len[i] = kind[i] >= 90 && kind[i] < LOOP_START ? 2 : 4;
+        if ((kind[i] >= 86 && kind[i] < 88) || kind[i] == LOOP_END)
+            len[i] = 8;                 /* auipc + jalr; addi + blt */
         addr[i] = pc;
         pc += len[i];
     }
@@ -923,7 +936,13 @@ static void jit_program(T *a, T *b, GRand *r)
         int imm = g_rand_int_range(r, -2048, 2048);
         unsigned tgt = i + 1 + g_rand_int_range(r, 0, MIN(12u, N - i));
         int off = (int)(addr[tgt] - addr[i]);
-        if (k < 20) {                   /* OP-IMM */
+        if (k == LOOP_START) {
+            w = ADDI(28, 0, 3);
+        } else if (k == LOOP_END) {
+            put32(a, addr[i], ADDI(28, 28, -1));
+            put32(a, addr[i] + 4, Bx((int)(addr[loop_to[i]] - addr[i] - 4), 28, 0, 4));
+            continue;
+        } else if (k < 20) {            /* OP-IMM */
             unsigned f3 = g_rand_int_range(r, 0, 8);
             if (f3 == 1)
                 imm = g_rand_int_range(r, 0, 64);
@@ -1052,6 +1071,7 @@ static void test_jit_vs_interpreter(void)
             ferry_rv_hart_write_csr(t->h, MTVEC, JH);
             for (unsigned x = 1; x < 30; x++)
                 set(t, x, ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r));
+            set(t, 28, 0);
             set(t, 5, paged ? VA : PA);
             set(t, 6, PA + 0xff8);                      /* accesses across a page end */
             set(t, 7, MMIO_DEV + 0x100);
@@ -1077,6 +1097,14 @@ static void test_jit_vs_interpreter(void)
         jit_run(a, end);
         jit_run(b, end);
         jit_compare(a, b);
+        if (!paged) {
+            /* again: now the blocks exist and chain into each other */
+            ferry_rv_hart_set_pc(a->h, CODE);
+            ferry_rv_hart_set_pc(b->h, CODE);
+            jit_run(a, end);
+            jit_run(b, end);
+            jit_compare(a, b);
+        }
         if (paged) {
             /* the same code page again, through its alias (still in S mode) */
             g_assert_cmpuint(ferry_rv_hart_get_priv(a->h), ==, 1);
