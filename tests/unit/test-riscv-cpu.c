@@ -887,15 +887,47 @@ static T *t_new_interp(gboolean translate)
     return t;
 }
 
-/* Registers the random code may write: not x5..x8 (memory bases), x28 (loop
- * counter) or x30/x31 (handler). */
+/* Registers the random code may write: not x5..x8 (memory bases), x27 (return
+ * address of calls into the second page), x28 (loop counter) or x30/x31 (handler). */
 static unsigned jit_rd(GRand *r)
 {
-    unsigned v = g_rand_int_range(r, 0, 25);
-    return v < 5 ? v : v < 24 ? v + 4 : 29;     /* 0..4, 9..27, 29 */
+    unsigned v = g_rand_int_range(r, 0, 24);
+    return v < 5 ? v : v < 23 ? v + 4 : 29;     /* 0..4, 9..26, 29 */
 }
 
 static unsigned jit_rs(GRand *r) { return g_rand_int_range(r, 0, 30); }
+
+/* JFUNCS functions in the page after CODE, each some random ALU and memory
+ * instructions with forward branches, then jalr x0, 0(x27). Returns their
+ * addresses in f[]. */
+#define JFUNCS 6
+static void jit_functions(T *a, GRand *r, uint64_t *f)
+{
+    uint64_t pc = CODE + 0x1000;
+    for (unsigned k = 0; k < JFUNCS; k++) {
+        unsigned m = g_rand_int_range(r, 4, 60);
+        f[k] = pc;
+        for (unsigned i = 0; i < m; i++, pc += 4) {
+            unsigned rd = jit_rd(r), rs1 = jit_rs(r), rs2 = jit_rs(r), c = g_rand_int_range(r, 0, 10);
+            uint32_t w;
+            if (c < 3)
+                w = I(g_rand_int_range(r, -2048, 2048), rs1, (unsigned[]){ 0, 4, 6, 7 }[c], rd, 0x13);
+            else if (c < 5)
+                w = R(c == 3 ? 0x20 : 0, rs2, rs1, 0, rd, 0x33);
+            else if (c < 7)
+                w = I(g_rand_int_range(r, 0, 64) * 8, 5 + g_rand_int_range(r, 0, 4), 3, rd, 0x03);
+            else if (c < 8)
+                w = S(g_rand_int_range(r, 0, 64) * 8, rs2, 5 + g_rand_int_range(r, 0, 2), 3, 0x23);
+            else
+                w = Bx(4 * g_rand_int_range(r, 1, m - i + 1), rs2, rs1, (unsigned[]){ 0, 1, 4, 5, 6, 7 }[g_rand_int_range(r, 0, 6)]);
+            put32(a, pc, w);
+        }
+        put32(a, pc, I(0, 27, 0, 0, 0x67));            /* jalr x0, 0(x27) */
+        pc += 4;
+    }
+    g_assert_cmpuint(pc, <=, CODE + 0x2000);
+}
+
 
 static void jit_program(T *a, T *b, GRand *r)
 {
@@ -926,6 +958,8 @@ static void jit_program(T *a, T *b, GRand *r)
     }
     addr[N] = pc;                       /* the final wfi */
     g_assert_cmpuint(pc + 4, <=, CODE + 0x1000);
+    uint64_t func[JFUNCS];
+    jit_functions(a, r, func);
     static const uint32_t rr[][2] = {   /* f7, f3 for OP (0x33) and OP-32 (0x3b) */
         { 0, 0 }, { 0x20, 0 }, { 0, 1 }, { 0, 2 }, { 0, 3 }, { 0, 4 }, { 0, 5 }, { 0x20, 5 },
         { 0, 6 }, { 0, 7 }, { 1, 0 }, { 1, 4 }, { 1, 6 },
@@ -975,8 +1009,11 @@ static void jit_program(T *a, T *b, GRand *r)
             w = S(o, rs2, base, f3, 0x23);
         } else if (k < 84) {            /* forward branches */
             w = Bx(off, rs2, rs1, (unsigned[]){ 0, 1, 4, 5, 6, 7 }[g_rand_int_range(r, 0, 6)]);
-        } else if (k < 85) {            /* jal forward */
-            w = J_(off, rd);
+        } else if (k < 85) {            /* jal forward, or a call into the next page */
+            if (g_rand_boolean(r))
+                w = J_(off, rd);
+            else
+                w = J_((int)(func[g_rand_int_range(r, 0, JFUNCS)] - addr[i]), 27);
         } else if (k < 86) {            /* left to the interpreter: csrrs mscratch, div */
             w = g_rand_boolean(r) ? I(0x340, rs1, 2, rd, 0x73) : R(1, rs2, rs1, 4, rd, 0x33);
         } else if (k < 88) {            /* auipc x9 + jalr forward through it */
@@ -999,7 +1036,7 @@ static void jit_program(T *a, T *b, GRand *r)
         put32(a, addr[i], w);
     }
     put32(a, addr[N], WFI);
-    memcpy(b->ram + (CODE - RAM_BASE), a->ram + (CODE - RAM_BASE), 0x1000);
+    memcpy(b->ram + (CODE - RAM_BASE), a->ram + (CODE - RAM_BASE), 0x2000);
 }
 
 static void jit_handler(T *t)
@@ -1081,6 +1118,7 @@ static void test_jit_vs_interpreter(void)
                 for (unsigned p = 0; p < 8; p++)
                     map_page(t, p, PA + p * 0x1000, 0xcf);
                 map_page(t, (JCODE_ALIAS - VA) >> 12, CODE, 0xcb);
+                map_page(t, ((JCODE_ALIAS - VA) >> 12) + 1, CODE + 0x1000, 0xcb);
             }
             start(t, paged ? 1 : 3);
         }
