@@ -1047,6 +1047,22 @@ static inline void set_insn(RvInsn *ins, const void *handler, const Decoded *d, 
     ins->len = len;
 }
 
+/* The raw instruction at offset off of pg; FALSE if it is a 4-byte one that starts
+ * in the page's last halfword (*raw then holds its first half). */
+static inline gboolean page_insn(const RvPage *pg, unsigned off, uint32_t *raw)
+{
+    uint32_t v = pg->host[off] | (pg->host[off + 1] << 8);
+    if ((v & 3) == 3) {
+        if (off == PG_SIZE - 2) {
+            *raw = v;
+            return FALSE;
+        }
+        v |= (uint32_t)(pg->host[off + 2] | (pg->host[off + 3] << 8)) << 16;
+    }
+    *raw = v;
+    return TRUE;
+}
+
 /* Decodes the instructions of pg from offset off on, as a block would take them:
  * up to MAX_INSNS, stopping after the first one that ends a block or is not
  * translated, and before one that crosses the page's end. Returns how many. */
@@ -1054,13 +1070,10 @@ static unsigned jit_scan(const RvPage *pg, unsigned off, Decoded *d, uint8_t *le
 {
     unsigned n = 0;
     while (n < MAX_INSNS && off <= PG_SIZE - 2) {
-        uint32_t raw = pg->host[off] | (pg->host[off + 1] << 8);
+        uint32_t raw;
         unsigned len;
-        if ((raw & 3) == 3) {
-            if (off == PG_SIZE - 2)
-                break;
-            raw |= (uint32_t)(pg->host[off + 2] | (pg->host[off + 3] << 8)) << 16;
-        }
+        if (!page_insn(pg, off, &raw))
+            break;
         decode(raw, &d[n], &len);
         lens[n] = len;
         if (ferry_rv_jit_op_kind(d[n++].op) != RV_JIT_BODY)
@@ -1644,30 +1657,27 @@ op_pageend:
 
 op_decode: {
         unsigned off = pc & (PG_SIZE - 1);
-        uint32_t raw = cur->host[off] | (cur->host[off + 1] << 8);
+        uint32_t raw;
         Decoded d;
         unsigned len;
         if (unlikely(!h->code[cur->ram_index])) {
             h->code[cur->ram_index] = 1;
             wtlb_drop_page(h, cur->host);
         }
-        if ((raw & 3) == 3) {
-            if (unlikely(off == PG_SIZE - 2)) {
-                /* crosses into the next page: decode each time, never cache */
-                uint64_t pa;
-                uint8_t *p;
-                if ((cause = translate(h, pc + 2, ACC_X, h->priv, &pa)) != 0)
-                    RAISE(cause, pc + 2);
-                if (!(p = ram_ptr(h, pa, 2)))
-                    RAISE(EXC_INSN_ACCESS, pc + 2);
-                raw |= (uint32_t)(p[0] | (p[1] << 8)) << 16;
-                decode(raw, &d, &len);
-                ins = &h->xins[0];
-                set_insn(ins, labels[len == 2][d.op], &d, len);
-                cur_va = TLB_INVALID;
-                goto *ins->h;
-            }
-            raw |= (uint32_t)(cur->host[off + 2] | (cur->host[off + 3] << 8)) << 16;
+        if (unlikely(!page_insn(cur, off, &raw))) {
+            /* crosses into the next page: decode each time, never cache */
+            uint64_t pa;
+            uint8_t *p;
+            if ((cause = translate(h, pc + 2, ACC_X, h->priv, &pa)) != 0)
+                RAISE(cause, pc + 2);
+            if (!(p = ram_ptr(h, pa, 2)))
+                RAISE(EXC_INSN_ACCESS, pc + 2);
+            raw |= (uint32_t)(p[0] | (p[1] << 8)) << 16;
+            decode(raw, &d, &len);
+            ins = &h->xins[0];
+            set_insn(ins, labels[len == 2][d.op], &d, len);
+            cur_va = TLB_INVALID;
+            goto *ins->h;
         }
         decode(raw, &d, &len);
         if (h->jit && ferry_rv_jit_op_kind(d.op) == RV_JIT_BODY) {
@@ -1697,13 +1707,8 @@ op_jit: {
         n += (uint32_t)r.info;
         if (unlikely(r.info & RV_JIT_SIDE))
             goto jit_side;
-        if (unlikely(n >= budget || atomic_load_explicit(&h->exit_req, memory_order_relaxed)))
-            goto slow;
-        if (likely((pc & PG_MASK) == cur_va)) {
-            ins = &cur->slot[(pc & (PG_SIZE - 1)) >> 1];
-            goto *ins->h;
-        }
-        goto fetch;
+        n--;                    /* jump counts the last instruction again */
+        goto jump;
     }
 
 jit_side: {
@@ -1711,17 +1716,14 @@ jit_side: {
          * fast path could not do: this one runs here, decoded afresh (its slot
          * may be the block's own), then the fetch goes on after it. */
         unsigned off = pc & (PG_SIZE - 1);
-        uint32_t raw = cur->host[off] | (cur->host[off + 1] << 8);
+        uint32_t raw;
         Decoded d;
         unsigned len;
-        if ((raw & 3) == 3) {
-            if (unlikely(off == PG_SIZE - 2)) {
-                /* was compressed when translated; another hart or a device
-                 * rewrote it (no FENCE.I yet): op_decode's page-crossing path */
-                ins = &cur->slot[off >> 1];
-                goto op_decode;
-            }
-            raw |= (uint32_t)(cur->host[off + 2] | (cur->host[off + 3] << 8)) << 16;
+        if (unlikely(!page_insn(cur, off, &raw))) {
+            /* was compressed when translated; another hart or a device
+             * rewrote it (no FENCE.I yet): op_decode's page-crossing path */
+            ins = &cur->slot[off >> 1];
+            goto op_decode;
         }
         decode(raw, &d, &len);
         ins = &h->xins[0];
