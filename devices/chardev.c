@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <glib-unix.h>
+#include <glib/gi18n-lib.h>
 
 struct FerryChardev {
     FerryChardevKind kind;
@@ -65,7 +66,7 @@ ferry_chardev_new_pty(GError **error)
 
     if (openpty(&master, &slave, name, NULL, NULL) < 0) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                    "Cannot open a pseudo-terminal: %s", g_strerror(errno));
+                    _("Cannot open a pseudo-terminal: %s"), g_strerror(errno));
         return NULL;
     }
     /* Raw, so the guest sees every byte as typed. */
@@ -94,15 +95,15 @@ ferry_chardev_new_unix(const char *path, GError **error)
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Socket path %s is too long (at most %zu bytes): choose a shorter path",
+                    _("Socket path %s is too long (at most %zu bytes): choose a shorter path"),
                     path, sizeof(sa.sun_path) - 1);
         return NULL;
     }
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "Cannot listen at %s: a file that is not a socket is there; "
-                        "choose another path", path);
+                        _("Cannot listen at %s: a file that is not a socket is there; "
+                        "choose another path"), path);
             return NULL;
         }
         unlink(path);
@@ -114,7 +115,7 @@ ferry_chardev_new_unix(const char *path, GError **error)
         if (fd >= 0)
             close(fd);
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot listen at %s: %s", path, g_strerror(err));
+                    _("Cannot listen at %s: %s"), path, g_strerror(err));
         return NULL;
     }
     FerryChardev *chr = chardev_alloc(FERRY_CHARDEV_UNIX);

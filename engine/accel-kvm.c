@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/kvm.h>
+#include <glib/gi18n-lib.h>
 
 #define SIG_KICK          SIGUSR1
 #define TSS_ADDR          0xFEFFD000u
@@ -81,7 +82,7 @@ static gboolean
 set_kvm_error(GError **error, const char *what)
 {
     g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                "KVM refused to %s: %s", what, g_strerror(errno));
+                _("KVM refused to %s: %s"), what, g_strerror(errno));
     return FALSE;
 }
 
@@ -93,22 +94,22 @@ open_kvm(Kvm *kvm, const char *path, GError **error)
         int err = errno;
         if (err == ENOENT)
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                        "Cannot open %s: no such device. KVM is not available on this host: "
+                        _("Cannot open %s: no such device. KVM is not available on this host: "
                         "enable virtualization (VT-x/AMD-V) in the firmware settings and load "
-                        "the kvm_intel or kvm_amd module", path);
+                        "the kvm_intel or kvm_amd module"), path);
         else if (err == EACCES || err == EPERM)
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                        "Cannot open %s: permission denied. Add your user to the 'kvm' group "
-                        "(sudo adduser $USER kvm) and log in again", path);
+                        _("Cannot open %s: permission denied. Add your user to the 'kvm' group "
+                        "(sudo adduser $USER kvm) and log in again"), path);
         else
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                        "Cannot open %s: %s", path, g_strerror(err));
+                        _("Cannot open %s: %s"), path, g_strerror(err));
         return FALSE;
     }
     int version = ioctl(kvm->kvm_fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                    "%s speaks KVM API version %d, Ferry needs %d", path, version, KVM_API_VERSION);
+                    _("%s speaks KVM API version %d, Ferry needs %d"), path, version, KVM_API_VERSION);
         return FALSE;
     }
     static const struct { int cap; const char *name; } needed[] = {
@@ -121,7 +122,7 @@ open_kvm(Kvm *kvm, const char *path, GError **error)
     for (guint i = 0; i < G_N_ELEMENTS(needed); i++) {
         if (ioctl(kvm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                        "This host's KVM lacks %s; Ferry needs Linux 5.0 or newer", needed[i].name);
+                        _("This host's KVM lacks %s; Ferry needs Linux 5.0 or newer"), needed[i].name);
             return FALSE;
         }
     }
@@ -649,7 +650,7 @@ kvm_init(FerryVm *vm, GError **error)
     ensure_topology_leaves(kvm);
     if (vm->config->n_cpus > kvm->max_vcpus) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%u vCPUs is more than this host's KVM allows (%u): choose at most %u",
+                    _("%u vCPUs is more than this host's KVM allows (%u): choose at most %u"),
                     vm->config->n_cpus, kvm->max_vcpus, kvm->max_vcpus);
         goto fail;
     }

@@ -8,6 +8,7 @@
 #include "acpi-private.h"
 
 #include <string.h>
+#include <glib/gi18n-lib.h>
 
 #define OEM_ID        "FERRY "      /* 6 bytes */
 #define OEM_TABLE_ID  "FERRYPC "    /* 8 bytes */
@@ -542,13 +543,13 @@ gboolean ferry_acpi_build(const FerryAcpiConfig *cfg, guint8 *buf, guint64 *rsdp
 
     if (cfg->n_cpus < 1 || cfg->n_cpus > FERRY_ACPI_MAX_CPUS) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%u CPUs requested: a pc machine has 1 to %u CPUs. Choose a CPU count in that range.",
+                    _("%u CPUs requested: a pc machine has 1 to %u CPUs. Choose a CPU count in that range."),
                     cfg->n_cpus, FERRY_ACPI_MAX_CPUS);
         return FALSE;
     }
     if (cfg->sci_irq >= 16) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "ACPI SCI on IRQ %u: it must be an ISA IRQ (0-15).", cfg->sci_irq);
+                    _("ACPI SCI on IRQ %u: it must be an ISA IRQ (0-15)."), cfg->sci_irq);
         return FALSE;
     }
 

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <glib/gi18n-lib.h>
 
 #define LOW_RAM_MAX      (3ULL << 30)
 #define HIGH_RAM_BASE    (4ULL << 30)
@@ -66,15 +67,15 @@ load_bios(Pc *pc, const char *path, GError **error)
     const guint8 *data = g_bytes_get_data(file, &len);
     if (len == 0 || len > BIOS_MAX || len % 4096) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Firmware %s is %zu bytes: a flat firmware image must be a non-empty "
-                    "multiple of 4 KiB and at most 16 MiB", path, len);
+                    _("Firmware %s is %zu bytes: a flat firmware image must be a non-empty "
+                    "multiple of 4 KiB and at most 16 MiB"), path, len);
         return FALSE;
     }
     pc->bios = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (pc->bios == MAP_FAILED) {
         pc->bios = NULL;
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                    "Cannot allocate %zu bytes for the firmware: %s", len, g_strerror(errno));
+                    _("Cannot allocate %zu bytes for the firmware: %s"), len, g_strerror(errno));
         return FALSE;
     }
     memcpy(pc->bios, data, len);
@@ -210,7 +211,7 @@ pc_load(FerryVm *vm, GError **error)
         guint8 *tables = ferry_guest_ptr(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_ROOM);
         if (!tables) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "Guest memory is too small for the ACPI tables: give the VM more memory");
+                        _("Guest memory is too small for the ACPI tables: give the VM more memory"));
             return FALSE;
         }
         if (!ferry_acpi_build(&acfg, tables, &rsdp, error))

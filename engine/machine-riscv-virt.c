@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <libfdt.h>
+#include <glib/gi18n-lib.h>
 
 #define TEST_BASE     G_GUINT64_CONSTANT(0x00100000)
 #define CLINT_BASE    G_GUINT64_CONSTANT(0x02000000)
@@ -81,7 +82,7 @@ virt_build(FerryVm *vm, GError **error)
     v->ram_size = c->memory_bytes;
     if (v->ram_size < (16u << 20)) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "A riscv64 VM needs at least 16 MiB of memory (firmware, kernel and device tree)");
+                    _("A riscv64 VM needs at least 16 MiB of memory (firmware, kernel and device tree)"));
         return FALSE;
     }
     v->ram = ferry_machine_alloc_ram(v->ram_size, error);
@@ -93,8 +94,8 @@ virt_build(FerryVm *vm, GError **error)
                                 : g_getenv("FERRY_OPENSBI") ? g_getenv("FERRY_OPENSBI") : OPENSBI_DEFAULT);
     if (!g_file_test(v->firmware_path, G_FILE_TEST_EXISTS)) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot find the RISC-V firmware %s: install Debian's 'opensbi' package, "
-                    "or give another with --bios", v->firmware_path);
+                    _("Cannot find the RISC-V firmware %s: install Debian's 'opensbi' package, "
+                    "or give another with --bios"), v->firmware_path);
         return FALSE;
     }
     v->firmware = ferry_machine_read_file("firmware", v->firmware_path, error);
@@ -179,7 +180,7 @@ load_elf(Virt *v, const guint8 *d, gsize len, const char *what, const char *path
 {
     if (len < 64 || d[4] != 2 || d[5] != 1 || GUINT16_FROM_LE(*(guint16 *) (d + 18)) != 243) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%s %s is an ELF file but not a 64-bit little-endian RISC-V one", what, path);
+                    _("%s %s is an ELF file but not a 64-bit little-endian RISC-V one"), what, path);
         return FALSE;
     }
     guint64 phoff = GUINT64_FROM_LE(*(guint64 *) (d + 32));
@@ -189,7 +190,7 @@ load_elf(Virt *v, const guint8 *d, gsize len, const char *what, const char *path
     *end = 0;
     if (phentsize < 56 || phoff > len || (guint64) phnum * phentsize > len - phoff) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%s %s has a damaged ELF program header table", what, path);
+                    _("%s %s has a damaged ELF program header table"), what, path);
         return FALSE;
     }
     for (guint i = 0; i < phnum; i++) {
@@ -202,7 +203,7 @@ load_elf(Virt *v, const guint8 *d, gsize len, const char *what, const char *path
         guint64 memsz = GUINT64_FROM_LE(*(guint64 *) (ph + 40));
         if (off > len || filesz > len - off || filesz > memsz || memsz > v->ram_size) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "%s %s has a segment past the end of the file", what, path);
+                        _("%s %s has a segment past the end of the file"), what, path);
             return FALSE;
         }
         g_autofree guint8 *seg = g_malloc0(memsz ? memsz : 1);
@@ -262,8 +263,8 @@ load_kernel(Virt *v, FerryVm *vm, guint64 *kernel_end, GError **error)
     if (len >= 0x40 && (!memcmp(d + 0x38, "ARM\x64", 4) || !memcmp(d, "MZ", 2) ||
                         (len > 0x202 + 4 && !memcmp(d + 0x202, "HdrS", 4)))) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%s is not a RISC-V kernel (it looks like an x86 or ARM one): "
-                    "choose a riscv64 Image, or --arch x86_64", path);
+                    _("%s is not a RISC-V kernel (it looks like an x86 or ARM one): "
+                    "choose a riscv64 Image, or --arch x86_64"), path);
         return FALSE;
     }
     /* Anything else is a raw S-mode binary such as U-Boot. */
@@ -428,7 +429,7 @@ build_fdt(Virt *v, FerryVm *vm, guint8 *buf, guint64 initrd_start, guint64 initr
 
 fdt_fail:
     g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                "Cannot build the device tree for %u harts: %s", n, fdt_strerror(err));
+                _("Cannot build the device tree for %u harts: %s"), n, fdt_strerror(err));
     return FALSE;
 }
 

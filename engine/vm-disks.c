@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
 
 #define PRIVATE_PREFIX "ferry-snapshot-"
 
@@ -115,7 +116,7 @@ clear_overlay_slot(const char *dir, const char *drive, GError **error)
             continue;
         if (rename(path, aside) < 0) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                        "Hard disk %s: cannot set aside the changes an earlier run left in %s: %s",
+                        _("Hard disk %s: cannot set aside the changes an earlier run left in %s: %s"),
                         drive, path, g_strerror(errno));
             return FALSE;
         }
@@ -124,7 +125,7 @@ clear_overlay_slot(const char *dir, const char *drive, GError **error)
         return TRUE;
     }
     g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                "Hard disk %s: too many leftover overlays in %s: commit or discard them", drive, dir);
+                _("Hard disk %s: too many leftover overlays in %s: commit or discard them"), drive, dir);
     return FALSE;
 }
 
@@ -140,7 +141,7 @@ ferry_vm_disks_open(FerryVm *vm, GError **error)
         if (c->data_dir) {
             if (g_mkdir_with_parents(c->data_dir, 0700) < 0) {
                 g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                            "Cannot create the VM's folder %s for its snapshot overlays: %s",
+                            _("Cannot create the VM's folder %s for its snapshot overlays: %s"),
                             c->data_dir, g_strerror(errno));
                 return FALSE;
             }
@@ -150,8 +151,8 @@ ferry_vm_disks_open(FerryVm *vm, GError **error)
             vm->snapshot_dir = g_dir_make_tmp(PRIVATE_PREFIX "XXXXXX", &local);
             if (!vm->snapshot_dir) {
                 g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_HOST,
-                            "Cannot create a folder for the snapshot overlays: %s; set TMPDIR "
-                            "to a writable folder", local->message);
+                            _("Cannot create a folder for the snapshot overlays: %s; set TMPDIR "
+                            "to a writable folder"), local->message);
                 g_error_free(local);
                 return FALSE;
             }
@@ -275,12 +276,12 @@ select_disks(FerryVm *vm, const char *drive, const char *verb, gboolean chosen[F
             continue;
         if (!all && !d->bs) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "There is no hard disk %s", drive);
+                        _("There is no hard disk %s"), drive);
             return FALSE;
         }
         if (!all && !d->overlay) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "%s is not in snapshot mode (%s): nothing to %s", drive,
+                        _("%s is not in snapshot mode (%s): nothing to %s"), drive,
                         d->readonly ? "read-only" : "its writes go to the image directly", verb);
             return FALSE;
         }
@@ -289,12 +290,12 @@ select_disks(FerryVm *vm, const char *drive, const char *verb, gboolean chosen[F
     }
     if (!all && !any) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Unknown drive '%s': choose all, hda, hdb, hdc or hdd", drive);
+                    _("Unknown drive '%s': choose all, hda, hdb, hdc or hdd"), drive);
         return FALSE;
     }
     if (!any) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "No hard disk is in snapshot mode: nothing to %s", verb);
+                    _("No hard disk is in snapshot mode: nothing to %s"), verb);
         return FALSE;
     }
     return TRUE;
@@ -337,8 +338,8 @@ disks_usable(FerryVm *vm, GError **error)
 {
     if (ferry_vm_state_locked_get(vm) == FERRY_VM_STATE_CREATED) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_STATE,
-                    "The VM has not started, so its disks are not open: commit or discard the "
-                    "changes of earlier runs as leftovers");
+                    _("The VM has not started, so its disks are not open: commit or discard the "
+                    "changes of earlier runs as leftovers"));
         return FALSE;
     }
     return TRUE;
@@ -642,7 +643,7 @@ resolve_leftover(const FerryVmConfig *config, const char *name, char **dir, char
         return TRUE;
     }
     g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                "Unknown leftover '%s': use a name from the list of leftovers", name);
+                _("Unknown leftover '%s': use a name from the list of leftovers"), name);
     return FALSE;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 /* ---- config ---------------------------------------------------------------- */
 
@@ -721,7 +722,7 @@ ferry_machine_read_file(const char *what, const char *path, GError **error)
 
     if (!g_file_get_contents(path, &data, &len, &local)) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot read %s %s: %s", what, path, local->message);
+                    _("Cannot read %s %s: %s"), what, path, local->message);
         g_error_free(local);
         return NULL;
     }
@@ -787,17 +788,17 @@ check_file(const char *what, const char *path, GError **error)
         return TRUE;
     if (stat(path, &st) < 0) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot open %s %s: %s", what, path, g_strerror(errno));
+                    _("Cannot open %s %s: %s"), what, path, g_strerror(errno));
         return FALSE;
     }
     if (!S_ISREG(st.st_mode)) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%s %s is not a regular file", what, path);
+                    _("%s %s is not a regular file"), what, path);
         return FALSE;
     }
     if (access(path, R_OK) < 0) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Cannot read %s %s: %s", what, path, g_strerror(errno));
+                    _("Cannot read %s %s: %s"), what, path, g_strerror(errno));
         return FALSE;
     }
     return TRUE;
@@ -822,35 +823,35 @@ validate(const FerryVmConfig *c, GError **error)
     }
     if (c->n_cpus < 1 || c->n_cpus > FERRY_MAX_CPUS) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "%u vCPUs is out of range: choose 1 to %u", c->n_cpus, FERRY_MAX_CPUS);
+                    _("%u vCPUs is out of range: choose 1 to %u"), c->n_cpus, FERRY_MAX_CPUS);
         return FALSE;
     }
     if (c->initrd_path && !c->kernel_path) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "An initrd needs a kernel: add --kernel");
+                    _("An initrd needs a kernel: add --kernel"));
         return FALSE;
     }
     if (c->arch == FERRY_ARCH_X86_64 && !c->kernel_path && !c->bios_path) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "Nothing to boot: give a kernel (--kernel) or a firmware image (--bios)");
+                    _("Nothing to boot: give a kernel (--kernel) or a firmware image (--bios)"));
         return FALSE;
     }
     if (c->serial == FERRY_SERIAL_UNIX && !c->serial_path) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "A unix socket serial port needs a path");
+                    _("A unix socket serial port needs a path"));
         return FALSE;
     }
     for (guint i = 0; i < FERRY_MAX_FLOPPIES; i++) {
         if (c->floppies[i].path) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "Floppy drives are not emulated by this version of Ferry yet: remove %s",
+                        _("Floppy drives are not emulated by this version of Ferry yet: remove %s"),
                         c->floppies[i].path);
             return FALSE;
         }
     }
     if (c->cdrom.path) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                    "CD-ROM drives are not emulated by this version of Ferry yet: remove %s", c->cdrom.path);
+                    _("CD-ROM drives are not emulated by this version of Ferry yet: remove %s"), c->cdrom.path);
         return FALSE;
     }
     for (guint i = 0; i < FERRY_MAX_DISKS; i++) {
@@ -859,14 +860,14 @@ validate(const FerryVmConfig *c, GError **error)
             continue;
         if (d->format && strcmp(d->format, "raw") && strcmp(d->format, "qcow2")) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "Hard disk hd%c %s: unknown format '%s': choose raw or qcow2",
+                        _("Hard disk hd%c %s: unknown format '%s': choose raw or qcow2"),
                         'a' + i, d->path, d->format);
             return FALSE;
         }
         for (guint j = 0; j < i; j++) {
             if (c->disks[j].path && !strcmp(c->disks[j].path, d->path)) {
                 g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                            "%s is given as hd%c and as hd%c: a disk image can be one drive only",
+                            _("%s is given as hd%c and as hd%c: a disk image can be one drive only"),
                             d->path, 'a' + j, 'a' + i);
                 return FALSE;
             }
@@ -890,7 +891,7 @@ ferry_vm_new(const FerryVmConfig *config, GMainContext *context,
     if (config->arch == FERRY_ARCH_X86_64) {
         if (config->accel == FERRY_ACCEL_SOFTCPU) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "x86_64 guests run on KVM only: choose the KVM accelerator");
+                        _("x86_64 guests run on KVM only: choose the KVM accelerator"));
             return NULL;
         }
         machine_ops = &ferry_machine_pc;
@@ -898,8 +899,8 @@ ferry_vm_new(const FerryVmConfig *config, GMainContext *context,
     } else {
         if (config->accel == FERRY_ACCEL_KVM) {
             g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_INVALID,
-                        "riscv64 guests run on Ferry's software CPU: KVM runs only guests "
-                        "of this host's own architecture");
+                        _("riscv64 guests run on Ferry's software CPU: KVM runs only guests "
+                        "of this host's own architecture"));
             return NULL;
         }
         machine_ops = &ferry_machine_riscv_virt;
@@ -966,7 +967,7 @@ ferry_vm_start(FerryVm *vm, GError **error)
 
     if (vm->engine_thread || ferry_vm_state_locked_get(vm) != FERRY_VM_STATE_CREATED) {
         g_set_error(error, FERRY_ENGINE_ERROR, FERRY_ENGINE_ERROR_STATE,
-                    "This VM was already started; create a new one to run it again");
+                    _("This VM was already started; create a new one to run it again"));
         return FALSE;
     }
     switch (vm->config->serial) {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 struct FerryRunLock {
     int fd;
@@ -88,7 +89,7 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
     g_return_val_if_fail(vm != NULL && program != NULL, NULL);
     if (!vm->uuid || !g_uuid_string_is_valid(vm->uuid)) {
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_INVALID,
-                    "VM '%s' has no valid uuid: it cannot be started.", vm->name);
+                    _("VM '%s' has no valid uuid: it cannot be started."), vm->name);
         return NULL;
     }
     g_autofree char *path = lock_path(vm->uuid);
@@ -97,8 +98,8 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
     if (g_mkdir_with_parents(dir, 0700) < 0) {
         int e = errno;
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                    "Cannot create %s to mark VM '%s' as running: %s. Check that XDG_RUNTIME_DIR is yours "
-                    "and writable.", dir, vm->name, g_strerror(e));
+                    _("Cannot create %s to mark VM '%s' as running: %s. Check that XDG_RUNTIME_DIR is yours "
+                    "and writable."), dir, vm->name, g_strerror(e));
         return NULL;
     }
     for (int tries = 0; tries < 100; tries++) {
@@ -109,7 +110,7 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
         if (fd < 0) {
             int e = errno;
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot create %s to mark VM '%s' as running: %s.", path, vm->name, g_strerror(e));
+                        _("Cannot create %s to mark VM '%s' as running: %s."), path, vm->name, g_strerror(e));
             return NULL;
         }
         if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
@@ -121,16 +122,16 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
                 close(fd);
                 if (pid == getpid())
                     g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_RUNNING,
-                                "VM '%s' is already running in this %s.", vm->name, holder);
+                                _("VM '%s' is already running in this %s."), vm->name, holder);
                 else
                     g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_RUNNING,
-                                "VM '%s' is already running in %s (pid %d): a VM runs in one program at a "
-                                "time. Use it there, or stop it there first.", vm->name, holder, (int) pid);
+                                _("VM '%s' is already running in %s (pid %d): a VM runs in one program at a "
+                                "time. Use it there, or stop it there first."), vm->name, holder, (int) pid);
                 return NULL;
             }
             close(fd);
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot lock %s to mark VM '%s' as running: %s.", path, vm->name, g_strerror(e));
+                        _("Cannot lock %s to mark VM '%s' as running: %s."), path, vm->name, g_strerror(e));
             return NULL;
         }
         /* A holder that just stopped unlinks the file before it closes it:
@@ -146,7 +147,7 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
             unlink(path);
             close(fd);
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot write %s to mark VM '%s' as running: %s.", path, vm->name, g_strerror(e));
+                        _("Cannot write %s to mark VM '%s' as running: %s."), path, vm->name, g_strerror(e));
             return NULL;
         }
         FerryRunLock *lock = g_new0(FerryRunLock, 1);
@@ -155,7 +156,7 @@ ferry_run_lock_acquire(const FerryVmRecord *vm, const char *program, GError **er
         return lock;
     }
     g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                "Cannot mark VM '%s' as running: its lock file %s keeps changing. Try again.", vm->name, path);
+                _("Cannot mark VM '%s' as running: its lock file %s keeps changing. Try again."), vm->name, path);
     return NULL;
 }
 

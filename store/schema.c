@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 /* migrations[v] takes a library from version v to v + 1. Never edit one that
  * has shipped: add the next (and a fixture in tests/fixtures/store/). Enumerated
@@ -74,7 +75,7 @@ read_header(const char *path, guint8 *head, gsize len, gsize *got, GError **erro
     if (fd < 0) {
         int e = errno;
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                    "Cannot read the VM library %s: %s. Check that you may read it.", path, g_strerror(e));
+                    _("Cannot read the VM library %s: %s. Check that you may read it."), path, g_strerror(e));
         return FALSE;
     }
     ssize_t n;
@@ -155,9 +156,9 @@ ferry_store_schema_inspect(const char *path, GError **error)
     if (app_id == FERRY_STORE_APPLICATION_ID) {
         if (version > FERRY_STORE_SCHEMA_VERSION) {
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_TOO_NEW,
-                        "The VM library %s was written by a newer version of Ferry (library version %u; this "
+                        _("The VM library %s was written by a newer version of Ferry (library version %u; this "
                         "Ferry knows versions up to %d). Ferry left it as it is: update Ferry to use it, or "
-                        "choose another file with --library or FERRY_LIBRARY.",
+                        "choose another file with --library or FERRY_LIBRARY."),
                         path, version, FERRY_STORE_SCHEMA_VERSION);
             return FALSE;
         }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <glib/gi18n-lib.h>
 
 G_DEFINE_QUARK(ferry-store-error-quark, ferry_store_error)
 
@@ -116,7 +117,7 @@ ferry_store_set_sqlite_error(GError **error, sqlite3 *db, int rc, const char *pa
         fix = "Try again; if it keeps failing, report it with this message.";
         break;
     }
-    g_set_error(error, FERRY_STORE_ERROR, code, "Cannot %s the VM library %s: %s. %s",
+    g_set_error(error, FERRY_STORE_ERROR, code, _("Cannot %s the VM library %s: %s. %s"),
                 doing, path, why, fix);
 }
 
@@ -208,8 +209,8 @@ pragma(FerryStore *store, const char *sql, const char *expect, GError **error)
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW && expect && g_ascii_strcasecmp((const char *) sqlite3_column_text(st, 0), expect)) {
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot use the VM library %s: '%s' gave '%s'. Put the library on a local file "
-                        "system (not a network share) and try again.", store->path, sql,
+                        _("Cannot use the VM library %s: '%s' gave '%s'. Put the library on a local file "
+                        "system (not a network share) and try again."), store->path, sql,
                         sqlite3_column_text(st, 0));
             sqlite3_finalize(st);
             return FALSE;
@@ -236,8 +237,8 @@ ferry_store_open(const char *path, GError **error)
         existed = sb.st_size > 0;
         if (!S_ISREG(sb.st_mode)) {
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot use %s as the VM library: it is not a regular file. Choose a file with "
-                        "--library or FERRY_LIBRARY.", path);
+                        _("Cannot use %s as the VM library: it is not a regular file. Choose a file with "
+                        "--library or FERRY_LIBRARY."), path);
             return NULL;
         }
         if (!ferry_store_schema_inspect(path, error))
@@ -247,8 +248,8 @@ ferry_store_open(const char *path, GError **error)
         if (g_mkdir_with_parents(dir, 0700) < 0) {
             int e = errno;
             g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_FAILED,
-                        "Cannot create the folder %s for the VM library: %s. Check that you may write there, "
-                        "or choose another file with --library or FERRY_LIBRARY.", dir, g_strerror(e));
+                        _("Cannot create the folder %s for the VM library: %s. Check that you may write there, "
+                        "or choose another file with --library or FERRY_LIBRARY."), dir, g_strerror(e));
             return NULL;
         }
     }
@@ -412,7 +413,7 @@ get_one(FerryStore *store, sqlite3_stmt *st, const char *what, GError **error)
         return NULL;
     if (vms->len == 0)
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_NOT_FOUND,
-                    "There is no VM %s in the library %s: 'ferryctl list' shows the VMs there.", what, store->path);
+                    _("There is no VM %s in the library %s: 'ferryctl list' shows the VMs there."), what, store->path);
     else
         vm = g_ptr_array_steal_index(vms, 0);
     g_ptr_array_unref(vms);
@@ -555,8 +556,8 @@ check_taken(FerryStore *store, const FerryVmRecord *vm, GError **error)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_EXISTS,
-                    "There is already a VM named '%s' in the library: choose another name, or rename or "
-                    "delete that VM first.", sqlite3_column_text(st, 0));
+                    _("There is already a VM named '%s' in the library: choose another name, or rename or "
+                    "delete that VM first."), sqlite3_column_text(st, 0));
         done(st);
         return FALSE;
     }
@@ -571,7 +572,7 @@ check_taken(FerryStore *store, const FerryVmRecord *vm, GError **error)
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_EXISTS,
-                    "VM '%s' in the library already has the uuid %s: give '%s' a new uuid.",
+                    _("VM '%s' in the library already has the uuid %s: give '%s' a new uuid."),
                     sqlite3_column_text(st, 0), vm->uuid, vm->name);
         done(st);
         return FALSE;
@@ -623,7 +624,7 @@ revision_error(FerryStore *store, const FerryVmRecord *vm, const char *action, G
                     (gint64) sqlite3_column_int64(st, 0), action);
     else if (rc == SQLITE_DONE)
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_NOT_FOUND,
-                    "VM '%s' was deleted by another program (Ferry or ferryctl): it was not %s.", vm->name, action);
+                    _("VM '%s' was deleted by another program (Ferry or ferryctl): it was not %s."), vm->name, action);
     else
         fail(store, rc, "read", error);
     done(st);
@@ -795,7 +796,7 @@ ferry_store_add_snapshot(FerryStore *store, FerrySnapshotRecord *snap, GError **
     done(st);
     if (rc == SQLITE_ROW) {
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_EXISTS,
-                    "The VM already has a snapshot named '%s': choose another name.", snap->name);
+                    _("The VM already has a snapshot named '%s': choose another name."), snap->name);
         goto fail;
     }
     if (rc != SQLITE_DONE) {
@@ -813,7 +814,7 @@ ferry_store_add_snapshot(FerryStore *store, FerrySnapshotRecord *snap, GError **
     done(st);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         g_set_error(error, FERRY_STORE_ERROR, FERRY_STORE_ERROR_NOT_FOUND,
-                    "The VM of snapshot '%s' is not in the library (deleted by another program?).", snap->name);
+                    _("The VM of snapshot '%s' is not in the library (deleted by another program?)."), snap->name);
         goto fail;
     }
     if (rc != SQLITE_DONE) {

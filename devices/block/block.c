@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 G_DEFINE_QUARK(ferry-block-error-quark, ferry_block_error)
 
@@ -207,36 +208,36 @@ ferry_file_set_error(GError **error, int err, const char *filename, const char *
     case ENOSPC:
     case EDQUOT:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_NO_SPACE,
-                    "Cannot %s %s: the disk holding it is full. Free some space and try again.",
+                    _("Cannot %s %s: the disk holding it is full. Free some space and try again."),
                     what, filename);
         break;
     case EFBIG:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_NO_SPACE,
-                    "Cannot %s %s: the file would be larger than this file system or your "
-                    "limits allow.", what, filename);
+                    _("Cannot %s %s: the file would be larger than this file system or your "
+                    "limits allow."), what, filename);
         break;
     case ENOENT:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
-                    "Cannot %s %s: no such file. Check the path.", what, filename);
+                    _("Cannot %s %s: no such file. Check the path."), what, filename);
         break;
     case EACCES:
     case EPERM:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
-                    "Cannot %s %s: permission denied. Check the file's permissions or open it "
-                    "read-only.", what, filename);
+                    _("Cannot %s %s: permission denied. Check the file's permissions or open it "
+                    "read-only."), what, filename);
         break;
     case EROFS:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
-                    "Cannot %s %s: it is on a read-only file system. Open it read-only.",
+                    _("Cannot %s %s: it is on a read-only file system. Open it read-only."),
                     what, filename);
         break;
     case EISDIR:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
-                    "Cannot %s %s: it is a folder, not a disk image.", what, filename);
+                    _("Cannot %s %s: it is a folder, not a disk image."), what, filename);
         break;
     default:
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_FAILED,
-                    "Cannot %s %s: %s.", what, filename, g_strerror(err));
+                    _("Cannot %s %s: %s."), what, filename, g_strerror(err));
         break;
     }
 }
@@ -344,11 +345,11 @@ ferry_block_lock_fd(int fd, const char *filename, gboolean writable, GError **er
         ferry_block_unlock_fd(fd);
         if (holder)
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED,
-                        "%s is in use by another program (%s): close it first.",
+                        _("%s is in use by another program (%s): close it first."),
                         filename, holder);
         else
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_LOCKED,
-                        "%s is in use by another program: close it first.", filename);
+                        _("%s is in use by another program: close it first."), filename);
         return FALSE;
     }
     if (r) {
@@ -430,15 +431,15 @@ ferry_block_open_child(const char *filename, const char *format, FerryBlockFlags
 
     if (format && !(drv = driver_by_name(format))) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot open %s: unknown image format '%s'. Use raw or qcow2.",
+                    _("Cannot open %s: unknown image format '%s'. Use raw or qcow2."),
                     filename, format);
         return NULL;
     }
     guint depth = parent ? parent->depth + 1 : 0;
     if (depth > FERRY_BLOCK_MAX_CHAIN) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: the backing-file chain is more than %d images deep. "
-                    "Flatten it with 'ferryctl img convert'.", filename, FERRY_BLOCK_MAX_CHAIN);
+                    _("Cannot open %s: the backing-file chain is more than %d images deep. "
+                    "Flatten it with 'ferryctl img convert'."), filename, FERRY_BLOCK_MAX_CHAIN);
         return NULL;
     }
 
@@ -458,8 +459,8 @@ ferry_block_open_child(const char *filename, const char *format, FerryBlockFlags
         if (p->fd >= 0 && fstat(p->fd, &pst) == 0 &&
             pst.st_dev == st.st_dev && pst.st_ino == st.st_ino) {
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: its backing-file chain loops back to %s. Fix the "
-                        "chain with 'qemu-img rebase'.", parent->filename, filename);
+                        _("Cannot open %s: its backing-file chain loops back to %s. Fix the "
+                        "chain with 'qemu-img rebase'."), parent->filename, filename);
             close(fd);
             return NULL;
         }
@@ -1109,7 +1110,7 @@ ferry_block_set_errno_error(FerryBlock *bs, GError **error, int result, const ch
         g_autofree char *why = ferry_block_last_error(bs);
         if (why) {
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot %s %s: %s", what, bs->filename, why);
+                        _("Cannot %s %s: %s"), what, bs->filename, why);
             return;
         }
     }
@@ -1121,7 +1122,7 @@ ferry_block_set_errno_error(FerryBlock *bs, GError **error, int result, const ch
     }
     if (result == -EROFS) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
-                    "Cannot %s %s: the image is open read-only.", what, bs->filename);
+                    _("Cannot %s %s: the image is open read-only."), what, bs->filename);
         return;
     }
     ferry_file_set_error(error, result, bs->filename, what);
@@ -1259,12 +1260,12 @@ ferry_block_check(FerryBlock *bs, FerryBlockCheck *result, gboolean repair_leaks
     result->messages = g_ptr_array_new_with_free_func(g_free);
     if (!bs->drv->check) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "%s: the %s format has no metadata to check.", bs->filename, bs->drv->format);
+                    _("%s: the %s format has no metadata to check."), bs->filename, bs->drv->format);
         return FALSE;
     }
     if (repair_leaks && (bs->flags & FERRY_BLOCK_READ_ONLY)) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_READ_ONLY,
-                    "Cannot repair %s: it is open read-only.", bs->filename);
+                    _("Cannot repair %s: it is open read-only."), bs->filename);
         return FALSE;
     }
     ferry_block_quiesce_begin(bs);
@@ -1291,7 +1292,7 @@ ferry_block_create(const char *filename, const FerryBlockCreateOptions *opts, GE
     const FerryBlockDriver *drv = driver_by_name(format);
     if (!drv || !drv->create) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot create %s: unknown image format '%s'. Use raw or qcow2.",
+                    _("Cannot create %s: unknown image format '%s'. Use raw or qcow2."),
                     filename, format);
         return FALSE;
     }
@@ -1370,8 +1371,8 @@ ferry_block_copy_top(FerryBlock *src, FerryBlock *dst, GError **error)
         int st = ferry_block_status(src, dst->size, &len);
         if (st > 0 && (st & FERRY_BLOCK_STATUS_DATA)) {
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                        "Cannot commit %s: it holds data past the end of %s. Resize the "
-                        "backing image first.", src->filename, dst->filename);
+                        _("Cannot commit %s: it holds data past the end of %s. Resize the "
+                        "backing image first."), src->filename, dst->filename);
             return FALSE;
         }
     }
@@ -1391,7 +1392,7 @@ ferry_block_commit_image(const char *filename, const char *format, gboolean keep
     FerryBlock *base = NULL;
     if (!info.full_backing_filename) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot commit %s: it has no backing file.", filename);
+                    _("Cannot commit %s: it has no backing file."), filename);
         goto out;
     }
     base = ferry_block_open_child(info.full_backing_filename, info.backing_format, 0, top, error);

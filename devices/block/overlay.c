@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 typedef struct {
     GMutex lock;                    /* one commit or discard at a time */
@@ -48,7 +49,7 @@ valid_drive(const char *drive, GError **error)
         ok = g_ascii_isalnum(*p) || *p == '-' || *p == '_';
     if (!ok)
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                    "Invalid drive name '%s': use hda, hdb, hdc or hdd.", drive ? drive : "");
+                    _("Invalid drive name '%s': use hda, hdb, hdc or hdd."), drive ? drive : "");
     return ok;
 }
 
@@ -133,8 +134,8 @@ replay_commit(const char *data_dir, const char *drive, GError **error)
     g_autoptr(GError) err = NULL;
     if (!g_key_file_load_from_file(kf, marker, G_KEY_FILE_NONE, &err)) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot finish the interrupted commit of %s recorded in %s: %s. Check the "
-                    "base image and remove the file.", drive, marker, err->message);
+                    _("Cannot finish the interrupted commit of %s recorded in %s: %s. Check the "
+                    "base image and remove the file."), drive, marker, err->message);
         return FALSE;
     }
     g_autofree char *overlay = g_key_file_get_string(kf, "commit", "overlay", NULL);
@@ -142,8 +143,8 @@ replay_commit(const char *data_dir, const char *drive, GError **error)
     g_autofree char *base_format = g_key_file_get_string(kf, "commit", "base-format", NULL);
     if (!overlay || !base || !base_format) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot finish the interrupted commit of %s: %s is incomplete. Check the "
-                    "base image and remove the file.", drive, marker);
+                    _("Cannot finish the interrupted commit of %s: %s is incomplete. Check the "
+                    "base image and remove the file."), drive, marker);
         return FALSE;
     }
     FerryBlock *top = ferry_block_open(overlay, "qcow2",
@@ -177,7 +178,7 @@ static gboolean
 overlay_open_unused(FerryBlock *bs, int fd, FerryBlockFlags flags, GError **error)
 {
     g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                "Snapshot overlays are opened with ferry_overlay_open().");
+                _("Snapshot overlays are opened with ferry_overlay_open()."));
     return FALSE;
 }
 
@@ -240,8 +241,8 @@ static gboolean
 pending_error(GError **error, const char *drive, const char *overlay, guint64 pending)
 {
     g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_PENDING,
-                "%s has %.1f MiB of uncommitted changes from an earlier run in %s: commit or "
-                "discard them first.", drive, pending / 1048576.0, overlay);
+                _("%s has %.1f MiB of uncommitted changes from an earlier run in %s: commit or "
+                "discard them first."), drive, pending / 1048576.0, overlay);
     return FALSE;
 }
 
@@ -270,8 +271,8 @@ ferry_overlay_open(const char *base_path, const char *base_format, const char *d
             return NULL;
         if (!old_base || strcmp(old_base, abs_base)) {
             g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_PENDING,
-                        "%s: %s holds changes for another base image (%s), not %s: commit or "
-                        "discard them first.", drive, path, old_base ? old_base : "none", abs_base);
+                        _("%s: %s holds changes for another base image (%s), not %s: commit or "
+                        "discard them first."), drive, path, old_base ? old_base : "none", abs_base);
             return NULL;
         }
         if (leftover == FERRY_OVERLAY_REFUSE_LEFTOVER) {
@@ -386,7 +387,7 @@ ferry_overlay_commit(FerryBlock *bs, GError **error)
     ferry_block_quiesce_begin(bs);
     if (!o->inner) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_FAILED,
-                    "%s: the overlay is not open.", o->drive);
+                    _("%s: the overlay is not open."), o->drive);
         goto out;
     }
     /* The overlay must be whole on disk before the marker says "replay it". */
@@ -414,8 +415,8 @@ ferry_overlay_commit(FerryBlock *bs, GError **error)
          * commit or open finishes it. Reads stay right meanwhile: every
          * cluster written to the base is still allocated in the overlay. */
         ferry_block_close(ferry_block_swap_backing(o->inner, base_rw));
-        g_prefix_error(error, "%s: the commit could not finish and will be retried at the next "
-                       "commit or start: ", o->drive);
+        g_prefix_error(error, _("%s: the commit could not finish and will be retried at the next "
+                       "commit or start: "), o->drive);
         goto out;
     }
     if (!restart_overlay(o, base_rw, error)) {
@@ -441,8 +442,8 @@ ferry_overlay_discard(FerryBlock *bs, GError **error)
     ferry_block_quiesce_begin(bs);
     if (g_file_test(o->marker_path, G_FILE_TEST_EXISTS)) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_PENDING,
-                    "%s: an earlier commit did not finish and %s holds part of it: commit "
-                    "again instead of discarding.", o->drive, o->base_path);
+                    _("%s: an earlier commit did not finish and %s holds part of it: commit "
+                    "again instead of discarding."), o->drive, o->base_path);
     } else if (o->inner) {
         ok = restart_overlay(o, o->inner->backing, error);
     }
@@ -554,7 +555,7 @@ ferry_overlay_commit_leftover(const char *data_dir, const char *drive, GError **
         return FALSE;
     if (!base) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot commit %s: %s names no base image. Discard it.", drive, path);
+                    _("Cannot commit %s: %s names no base image. Discard it."), drive, path);
         return FALSE;
     }
     FerryBlock *bs = ferry_overlay_open(base, format, data_dir, drive,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <glib/gi18n-lib.h>
 
 #define QCOW2_MAGIC             0x514649fbu     /* "QFI\xfb" */
 
@@ -1707,7 +1708,7 @@ qcow2_open(FerryBlock *bs, int fd, FerryBlockFlags flags, GError **error)
         if (!backing) {
             if (err->code == FERRY_BLOCK_ERROR_OPEN)
                 g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_OPEN,
-                            "Cannot open %s: its backing file %s cannot be opened (%s)",
+                            _("Cannot open %s: its backing file %s cannot be opened (%s)"),
                             bs->filename, path, err->message);
             else
                 g_propagate_error(error, g_steal_pointer(&err));

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <glib/gi18n-lib.h>
 
 static gboolean
 raw_probe(const guint8 *head, gsize len)
@@ -69,7 +70,7 @@ raw_create(const char *filename, int fd, const FerryBlockCreateOptions *opts, GE
 {
     if (opts->backing_file) {
         g_set_error(error, FERRY_BLOCK_ERROR, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot create %s: a raw image has no backing file. Use -f qcow2.", filename);
+                    _("Cannot create %s: a raw image has no backing file. Use -f qcow2."), filename);
         return FALSE;
     }
     if (ftruncate(fd, 0) < 0 || ftruncate(fd, opts->size) < 0) {
