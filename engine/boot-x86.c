@@ -6,6 +6,7 @@
 #include "boot-x86-private.h"
 
 #include <string.h>
+#include <glib/gi18n-lib.h>
 
 #define MiB ((guint64)1 << 20)
 #define PAGE ((guint64)4096)
@@ -281,7 +282,7 @@ static gboolean load_bzimage(Loader *l, FerryX86EntryState *out, GError **error)
                     l->name, p->kernel_len);
     version = rd16(k + HDR_VERSION);
     if (version < 0x020C)
-        return fail(error, "%s: kernel too old: boot protocol %u.%02u, Ferry needs 2.12 with 64-bit entry",
+        return fail(error, _("%s: kernel too old: boot protocol %u.%02u, Ferry needs 2.12 with 64-bit entry"),
                     l->name, version >> 8, version & 0xFF);
 
     setup_sects = k[HDR_SETUP_SECTS] ? k[HDR_SETUP_SECTS] : 4;
@@ -291,13 +292,13 @@ static gboolean load_bzimage(Loader *l, FerryX86EntryState *out, GError **error)
         return fail(error, "%s is truncated: %" G_GSIZE_FORMAT " bytes, less than its %" G_GSIZE_FORMAT
                     "-byte setup code", l->name, p->kernel_len, setup_size);
     if (hdr_end < HDR_MIN_END)
-        return fail(error, "%s has a damaged setup header (it ends at 0x%x, protocol %u.%02u needs 0x%x)",
+        return fail(error, _("%s has a damaged setup header (it ends at 0x%x, protocol %u.%02u needs 0x%x)"),
                     l->name, hdr_end, version >> 8, version & 0xFF, HDR_MIN_END);
     if (!(k[HDR_LOADFLAGS] & LOADED_HIGH))
-        return fail(error, "%s is a zImage (not loaded high): Ferry boots bzImage kernels", l->name);
+        return fail(error, _("%s is a zImage (not loaded high): Ferry boots bzImage kernels"), l->name);
     if (!(rd16(k + HDR_XLOADFLAGS) & XLF_KERNEL_64))
-        return fail(error, "%s: boot protocol %u.%02u without a 64-bit entry point (XLF_KERNEL_64): "
-                    "boot a 64-bit x86 kernel", l->name, version >> 8, version & 0xFF);
+        return fail(error, _("%s: boot protocol %u.%02u without a 64-bit entry point (XLF_KERNEL_64): "
+                    "boot a 64-bit x86 kernel"), l->name, version >> 8, version & 0xFF);
 
     payload_len = p->kernel_len - setup_size;
     if ((guint64)rd32(k + HDR_SYSSIZE) * 16 > payload_len)
@@ -525,7 +526,7 @@ static gboolean load_pvh(Loader *l, const ElfInfo *info, guint64 entry,
         if (ph.type != 1 /* PT_LOAD */ || ph.memsz == 0)
             continue;
         if (ph.filesz > ph.memsz || !elf_range_ok(l, ph.offset, ph.filesz))
-            return fail(error, "%s is truncated or damaged: segment %u lies outside the file", l->name, i);
+            return fail(error, _("%s is truncated or damaged: segment %u lies outside the file"), l->name, i);
         if (ph.paddr < FERRY_X86_HIGH_MEM || ph.paddr + ph.memsz < ph.paddr ||
             !ferry_x86_ram_offset(p->ram_size, ph.paddr, ph.memsz, &(guint64){ 0 })) {
             if (ph.paddr >= FERRY_X86_HIGH_MEM && ph.paddr + ph.memsz > ph.paddr)
@@ -623,5 +624,5 @@ gboolean ferry_x86_boot_load(const FerryX86BootParams *p, guint8 *ram,
         return load_bzimage(&l, out, error);
     if (is_elf(p) && elf_parse(&l, &info) && elf_find_pvh_entry(&l, &info, &entry))
         return load_pvh(&l, &info, entry, out, error);
-    return fail(error, "%s is not a Linux kernel (no bzImage header and no PVH ELF note)", l.name);
+    return fail(error, _("%s is not a Linux kernel (no bzImage header and no PVH ELF note)"), l.name);
 }

@@ -490,52 +490,52 @@ check_record(const FerryVmRecord *vm, GError **error)
     static const char *const formats[] = { "raw", "qcow2", NULL };
 
     if (!vm->name || !*vm->name)
-        return invalid(error, "A VM needs a name: give it one.");
+        return invalid(error, _("A VM needs a name: give it one."));
     if (!g_utf8_validate(vm->name, -1, NULL) || strlen(vm->name) > 200)
-        return invalid(error, "The VM name '%s' is not usable: choose a name of at most 200 characters.", vm->name);
+        return invalid(error, _("The VM name '%s' is not usable: choose a name of at most 200 characters."), vm->name);
     for (const char *p = vm->name; *p; p++)
         if ((guchar) *p < 0x20 || *p == 0x7f)
-            return invalid(error, "A VM name cannot contain control characters (tabs, new lines): choose another name.");
+            return invalid(error, _("A VM name cannot contain control characters (tabs, new lines): choose another name."));
     if (g_ascii_isspace(vm->name[0]) || g_ascii_isspace(vm->name[strlen(vm->name) - 1]))
-        return invalid(error, "The VM name '%s' starts or ends with a space: remove it.", vm->name);
+        return invalid(error, _("The VM name '%s' starts or ends with a space: remove it."), vm->name);
     if (!vm->uuid || !g_uuid_string_is_valid(vm->uuid))
-        return invalid(error, "VM '%s' has no valid uuid ('%s'): use the form 8-4-4-4-12 of hex digits.",
+        return invalid(error, _("VM '%s' has no valid uuid ('%s'): use the form 8-4-4-4-12 of hex digits."),
                        vm->name, vm->uuid ? vm->uuid : "");
     if (!one_of(vm->arch, arches))
-        return invalid(error, "VM '%s': unknown architecture '%s': choose x86_64 or riscv64.",
+        return invalid(error, _("VM '%s': unknown architecture '%s': choose x86_64 or riscv64."),
                        vm->name, vm->arch ? vm->arch : "");
     if (!one_of(vm->accel, accels))
-        return invalid(error, "VM '%s': unknown accelerator '%s': choose default, kvm or soft.",
+        return invalid(error, _("VM '%s': unknown accelerator '%s': choose default, kvm or soft."),
                        vm->name, vm->accel ? vm->accel : "");
     if (!one_of(vm->display, displays))
-        return invalid(error, "VM '%s': unknown display '%s': choose spice or none.",
+        return invalid(error, _("VM '%s': unknown display '%s': choose spice or none."),
                        vm->name, vm->display ? vm->display : "");
     if (!one_of(vm->network, networks))
-        return invalid(error, "VM '%s': unknown network '%s': choose user or none.",
+        return invalid(error, _("VM '%s': unknown network '%s': choose user or none."),
                        vm->name, vm->network ? vm->network : "");
     if (vm->memory_bytes == 0 || vm->memory_bytes > G_MAXINT64)
         return invalid(error, "VM '%s': memory size %" G_GUINT64_FORMAT " is out of range.", vm->name, vm->memory_bytes);
     if (vm->vcpus == 0)
-        return invalid(error, "VM '%s' needs at least one vCPU.", vm->name);
+        return invalid(error, _("VM '%s' needs at least one vCPU."), vm->name);
     for (guint i = 0; vm->drives && i < vm->drives->len; i++) {
         const FerryDriveRecord *d = vm->drives->pdata[i];
         guint max = ferry_drive_kind_max_slots(d->kind);
         if (max == 0)
-            return invalid(error, "VM '%s' has a drive of unknown kind.", vm->name);
+            return invalid(error, _("VM '%s' has a drive of unknown kind."), vm->name);
         if (d->slot >= max)
-            return invalid(error, "VM '%s': %s slot %u does not exist: a VM has %u %s slot%s (0 to %u).",
+            return invalid(error, _("VM '%s': %s slot %u does not exist: a VM has %u %s slot%s (0 to %u)."),
                            vm->name, ferry_drive_kind_to_string(d->kind), d->slot, max,
                            ferry_drive_kind_to_string(d->kind), max > 1 ? "s" : "", max - 1);
         if (!d->path || !*d->path)
-            return invalid(error, "VM '%s': %s %u has no image file: give its path.", vm->name,
+            return invalid(error, _("VM '%s': %s %u has no image file: give its path."), vm->name,
                            ferry_drive_kind_to_string(d->kind), d->slot);
         if (d->format && !one_of(d->format, formats))
-            return invalid(error, "VM '%s': image %s has unknown format '%s': choose raw or qcow2.",
+            return invalid(error, _("VM '%s': image %s has unknown format '%s': choose raw or qcow2."),
                            vm->name, d->path, d->format);
         for (guint j = 0; j < i; j++) {
             const FerryDriveRecord *e = vm->drives->pdata[j];
             if (e->kind == d->kind && e->slot == d->slot)
-                return invalid(error, "VM '%s' has two drives in %s slot %u: remove one.", vm->name,
+                return invalid(error, _("VM '%s' has two drives in %s slot %u: remove one."), vm->name,
                                ferry_drive_kind_to_string(d->kind), d->slot);
         }
     }
@@ -785,7 +785,7 @@ ferry_store_add_snapshot(FerryStore *store, FerrySnapshotRecord *snap, GError **
     int rc;
 
     if (!snap->name || !*snap->name)
-        return invalid(error, "A snapshot needs a name: give it one.");
+        return invalid(error, _("A snapshot needs a name: give it one."));
     if (!begin(store, error))
         return FALSE;
     if (!(st = stmt(store, ST_SNAPSHOT_TAKEN, error)))

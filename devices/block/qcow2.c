@@ -339,7 +339,7 @@ alloc_refcount_block(Qcow2 *s, guint64 idx)
     guint64 cluster = idx * s->rb_entries;
     guint64 offset = cluster << s->cluster_bits;
     if (cluster == 0)
-        return corrupt(s, "the first refcount block is missing");
+        return corrupt(s, _("the first refcount block is missing"));
     if (offset >= MAX_HOST_OFFSET)
         return -EFBIG;
     g_autofree guint8 *block = g_malloc0(s->cluster_size);
@@ -1333,19 +1333,19 @@ read_snapshots(Qcow2 *s, guint32 nb, GError **error)
         return TRUE;
     if (nb > MAX_SNAPSHOTS)
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: it claims %u internal snapshots (at most %d). The image is "
-                    "corrupt: check it with 'qemu-img check'.", fn, nb, MAX_SNAPSHOTS);
+                    _("Cannot open %s: it claims %u internal snapshots (at most %d). The image is "
+                    "corrupt: check it with 'qemu-img check'."), fn, nb, MAX_SNAPSHOTS);
     if (pos & (s->cluster_size - 1))
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: its snapshot table is not cluster-aligned. The image is "
-                    "corrupt: check it with 'qemu-img check'.", fn);
+                    _("Cannot open %s: its snapshot table is not cluster-aligned. The image is "
+                    "corrupt: check it with 'qemu-img check'."), fn);
     for (guint32 i = 0; i < nb; i++) {
         guint8 h[40];
         if (!in_file(s, pos, sizeof(h)) || pos - s->snapshots_offset > MAX_SNAPSHOT_TABLE ||
             ferry_file_pread(s->fd, h, sizeof(h), pos) < 0)
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: its snapshot table runs past the end of the file. The "
-                        "image is truncated or corrupt.", fn);
+                        _("Cannot open %s: its snapshot table runs past the end of the file. The "
+                        "image is truncated or corrupt."), fn);
         Snapshot sn = { 0 };
         sn.l1_offset = ferry_be64(h);
         sn.l1_size = ferry_be32(h + 8);
@@ -1359,11 +1359,11 @@ read_snapshots(Qcow2 *s, guint32 nb, GError **error)
         guint64 entry_len = 40 + (guint64) extra_len + id_len + name_len;
         if (extra_len > 1024 || !in_file(s, pos, entry_len))
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: snapshot %u's entry is too long or past the end of the "
-                        "file. The image is corrupt: check it with 'qemu-img check'.", fn, i + 1);
+                        _("Cannot open %s: snapshot %u's entry is too long or past the end of the "
+                        "file. The image is corrupt: check it with 'qemu-img check'."), fn, i + 1);
         g_autofree guint8 *rest = g_malloc(entry_len - 40 + 1);
         if (ferry_file_pread(s->fd, rest, entry_len - 40, pos + 40) < 0)
-            return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot read %s.", fn);
+            return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot read %s."), fn);
         if (extra_len >= 8)
             sn.pub.vm_state_size = ferry_be64(rest);
         if (extra_len >= 16)
@@ -1376,8 +1376,8 @@ read_snapshots(Qcow2 *s, guint32 nb, GError **error)
         if ((sn.l1_offset & (s->cluster_size - 1)) || (guint64) sn.l1_size * 8 > MAX_L1_BYTES ||
             !in_file(s, sn.l1_offset, (guint64) sn.l1_size * 8))
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: snapshot '%s' has an L1 table outside the file. The "
-                        "image is corrupt: check it with 'qemu-img check'.", fn, sn.pub.name);
+                        _("Cannot open %s: snapshot '%s' has an L1 table outside the file. The "
+                        "image is corrupt: check it with 'qemu-img check'."), fn, sn.pub.name);
         pos += round_up(entry_len, 8);
     }
     s->snapshots_size = pos - s->snapshots_offset;
@@ -1441,21 +1441,21 @@ parse_header(Qcow2 *s, GError **error)
     struct stat st;
 
     if (fstat(s->fd, &st) < 0)
-        return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot open %s: %s.", fn, g_strerror(errno));
+        return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot open %s: %s."), fn, g_strerror(errno));
     s->file_size = st.st_size;
     if (s->file_size < HEADER_V2_LENGTH)
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
                     "Cannot open %s: the file is too short for a qcow2 header (%" G_GUINT64_FORMAT
                     " bytes). It is truncated.", fn, s->file_size);
     if (ferry_file_pread(s->fd, h, sizeof(h), 0) < 0)
-        return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot read %s: %s.", fn, g_strerror(errno));
+        return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot read %s: %s."), fn, g_strerror(errno));
     if (ferry_be32(h) != QCOW2_MAGIC)
         return fail(error, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot open %s: it is not a qcow2 image. Give its real format (-f raw?).", fn);
+                    _("Cannot open %s: it is not a qcow2 image. Give its real format (-f raw?)."), fn);
     s->version = ferry_be32(h + 4);
     if (s->version != 2 && s->version != 3)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: qcow2 version %u is not supported (2 and 3 are).", fn, s->version);
+                    _("Cannot open %s: qcow2 version %u is not supported (2 and 3 are)."), fn, s->version);
     guint64 backing_offset = ferry_be64(h + 8);
     guint32 backing_size = ferry_be32(h + 16);
     s->cluster_bits = ferry_be32(h + 20);
@@ -1480,20 +1480,20 @@ parse_header(Qcow2 *s, GError **error)
 
     if (s->cluster_bits < MIN_CLUSTER_BITS || s->cluster_bits > MAX_CLUSTER_BITS)
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: cluster_bits %u is out of range (%d to %d). The image is "
-                    "corrupt.", fn, s->cluster_bits, MIN_CLUSTER_BITS, MAX_CLUSTER_BITS);
+                    _("Cannot open %s: cluster_bits %u is out of range (%d to %d). The image is "
+                    "corrupt."), fn, s->cluster_bits, MIN_CLUSTER_BITS, MAX_CLUSTER_BITS);
     s->cluster_size = G_GUINT64_CONSTANT(1) << s->cluster_bits;
     s->l2_bits = s->cluster_bits - 3;
     s->l2_entries = s->cluster_size / 8;
     if (s->version >= 3 && (s->header_length < HEADER_V3_LENGTH || s->header_length % 8 ||
                             s->header_length > s->cluster_size))
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: header length %u is invalid. The image is corrupt.",
+                    _("Cannot open %s: header length %u is invalid. The image is corrupt."),
                     fn, s->header_length);
     if (s->refcount_order > 6)
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: refcount order %u is invalid (at most 6). The image is "
-                    "corrupt.", fn, s->refcount_order);
+                    _("Cannot open %s: refcount order %u is invalid (at most 6). The image is "
+                    "corrupt."), fn, s->refcount_order);
     s->refcount_bits = 1u << s->refcount_order;
     s->rb_entries = s->cluster_size * 8 / s->refcount_bits;
     s->refcount_max = s->refcount_bits == 64 ? G_MAXUINT64
@@ -1501,7 +1501,7 @@ parse_header(Qcow2 *s, GError **error)
 
     g_autofree guint8 *c0 = g_malloc0(s->cluster_size);
     if (ferry_file_pread(s->fd, c0, s->cluster_size, 0) < 0)
-        return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot read %s: %s.", fn, g_strerror(errno));
+        return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot read %s: %s."), fn, g_strerror(errno));
 
     /* Header extensions (after the header, within the first cluster). */
     const guint8 *features = NULL;
@@ -1512,8 +1512,8 @@ parse_header(Qcow2 *s, GError **error)
             break;
         if (len > s->cluster_size - pos - 8)
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: header extension 0x%08x runs past the first cluster. "
-                        "The image is corrupt.", fn, type);
+                        _("Cannot open %s: header extension 0x%08x runs past the first cluster. "
+                        "The image is corrupt."), fn, type);
         const guint8 *data = c0 + pos + 8;
         switch (type) {
         case EXT_BACKING_FORMAT:
@@ -1534,8 +1534,8 @@ parse_header(Qcow2 *s, GError **error)
             break;
         case EXT_DATA_FILE:
             return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                        "Cannot open %s: it keeps its data in an external file, which Ferry does "
-                        "not support. Convert it with 'qemu-img convert -O qcow2'.", fn);
+                        _("Cannot open %s: it keeps its data in an external file, which Ferry does "
+                        "not support. Convert it with 'qemu-img convert -O qcow2'."), fn);
         default:
             break;
         }
@@ -1547,58 +1547,58 @@ parse_header(Qcow2 *s, GError **error)
         guint bit = (guint) __builtin_ctzll(unknown);
         g_autofree char *name = feature_name(features, features_len, 0, bit);
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: it uses an incompatible feature Ferry does not know (bit %u%s%s%s). "
-                    "Convert it with 'qemu-img convert -O qcow2'.", fn, bit,
+                    _("Cannot open %s: it uses an incompatible feature Ferry does not know (bit %u%s%s%s). "
+                    "Convert it with 'qemu-img convert -O qcow2'."), fn, bit,
                     name ? ": '" : "", name ? name : "", name ? "'" : "");
     }
     if (s->incompat & INCOMPAT_DATA_FILE)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: it keeps its data in an external file, which Ferry does not "
-                    "support. Convert it with 'qemu-img convert -O qcow2'.", fn);
+                    _("Cannot open %s: it keeps its data in an external file, which Ferry does not "
+                    "support. Convert it with 'qemu-img convert -O qcow2'."), fn);
     if (s->incompat & INCOMPAT_EXTL2)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: it uses extended L2 entries (subclusters), which Ferry does "
-                    "not support. Convert it with 'qemu-img convert -O qcow2'.", fn);
+                    _("Cannot open %s: it uses extended L2 entries (subclusters), which Ferry does "
+                    "not support. Convert it with 'qemu-img convert -O qcow2'."), fn);
     if (s->incompat & INCOMPAT_COMPRESSION) {
         if (s->header_length <= 104)
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: it says it has a compression type but its header is too "
-                        "short for one. The image is corrupt.", fn);
+                        _("Cannot open %s: it says it has a compression type but its header is too "
+                        "short for one. The image is corrupt."), fn);
         s->compression_type = c0[104];
         if (s->compression_type != 1)
             return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                        "Cannot open %s: compression type %u is not supported (zlib and zstd are).",
+                        _("Cannot open %s: compression type %u is not supported (zlib and zstd are)."),
                         fn, s->compression_type);
     } else if (s->header_length > 104 && c0[104] != 0) {
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s: it names compression type %u without the feature bit. The "
-                    "image is corrupt.", fn, c0[104]);
+                    _("Cannot open %s: it names compression type %u without the feature bit. The "
+                    "image is corrupt."), fn, c0[104]);
     }
     if (crypt)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: it is encrypted, which Ferry does not support. Decrypt it "
-                    "with 'qemu-img convert -O qcow2'.", fn);
+                    _("Cannot open %s: it is encrypted, which Ferry does not support. Decrypt it "
+                    "with 'qemu-img convert -O qcow2'."), fn);
     if (s->writable && s->version < 3)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s for writing: it is a version 2 (compat=0.10) qcow2 image, "
+                    _("Cannot open %s for writing: it is a version 2 (compat=0.10) qcow2 image, "
                     "which Ferry only reads. Upgrade it with 'qemu-img amend -o compat=1.1 %s' "
-                    "or open it read-only.", fn, fn);
+                    "or open it read-only."), fn, fn);
     if (s->writable && (s->incompat & INCOMPAT_CORRUPT))
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s for writing: it is marked corrupt. Repair it with "
-                    "'qemu-img check -r all %s' or open it read-only.", fn, fn);
+                    _("Cannot open %s for writing: it is marked corrupt. Repair it with "
+                    "'qemu-img check -r all %s' or open it read-only."), fn, fn);
     if (s->writable && (s->incompat & INCOMPAT_DIRTY))
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                    "Cannot open %s for writing: it was not closed cleanly (lazy refcounts) and "
-                    "its refcounts need a rebuild. Run 'qemu-img check -r all %s' first.", fn, fn);
+                    _("Cannot open %s for writing: it was not closed cleanly (lazy refcounts) and "
+                    "its refcounts need a rebuild. Run 'qemu-img check -r all %s' first."), fn, fn);
 
     /* Sizes and tables. */
     guint64 coverage = s->l2_entries << s->cluster_bits;
     guint64 need_l1 = s->size / coverage + (s->size % coverage != 0);
     if ((guint64) s->l1_size * 8 > MAX_L1_BYTES)
         return fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                    "Cannot open %s: its L1 table (%u entries) is larger than %u MiB. The image "
-                    "is corrupt or too large.", fn, s->l1_size, MAX_L1_BYTES >> 20);
+                    _("Cannot open %s: its L1 table (%u entries) is larger than %u MiB. The image "
+                    "is corrupt or too large."), fn, s->l1_size, MAX_L1_BYTES >> 20);
     if (need_l1 > s->l1_size)
         return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
                     "Cannot open %s: its virtual size (%" G_GUINT64_FORMAT " bytes) needs %"
@@ -1621,15 +1621,15 @@ parse_header(Qcow2 *s, GError **error)
         if (backing_size > MAX_BACKING_NAME || backing_size == 0 ||
             backing_offset >= s->cluster_size || backing_size > s->cluster_size - backing_offset)
             return fail(error, FERRY_BLOCK_ERROR_CORRUPT,
-                        "Cannot open %s: its backing file name is too long or outside the first "
-                        "cluster. The image is corrupt.", fn);
+                        _("Cannot open %s: its backing file name is too long or outside the first "
+                        "cluster. The image is corrupt."), fn);
         s->backing_name = g_strndup((const char *) c0 + backing_offset, backing_size);
     }
 
     s->l1 = g_new0(guint64, MAX(s->l1_size, 1));
     if (s->l1_size) {
         if (ferry_file_pread(s->fd, s->l1, (guint64) s->l1_size * 8, s->l1_offset) < 0)
-            return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot read %s: %s.", fn, g_strerror(errno));
+            return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot read %s: %s."), fn, g_strerror(errno));
         for (guint32 i = 0; i < s->l1_size; i++) {
             s->l1[i] = GUINT64_FROM_BE(s->l1[i]);
             guint64 off = s->l1[i] & L1E_OFFSET_MASK;
@@ -1643,7 +1643,7 @@ parse_header(Qcow2 *s, GError **error)
     s->rt_entries = (guint64) s->rt_clusters * s->cluster_size / 8;
     s->rt = g_new(guint64, s->rt_entries);
     if (ferry_file_pread(s->fd, s->rt, s->rt_entries * 8, s->rt_offset) < 0)
-        return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot read %s: %s.", fn, g_strerror(errno));
+        return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot read %s: %s."), fn, g_strerror(errno));
     for (guint64 i = 0; i < s->rt_entries; i++) {
         s->rt[i] = GUINT64_FROM_BE(s->rt[i]);
         guint64 off = s->rt[i] & REFT_OFFSET_MASK;
@@ -1697,8 +1697,8 @@ qcow2_open(FerryBlock *bs, int fd, FerryBlockFlags flags, GError **error)
     if (s->backing_name && !(flags & FERRY_BLOCK_NO_BACKING)) {
         if (g_str_has_prefix(s->backing_name, "json:")) {
             fail(error, FERRY_BLOCK_ERROR_UNSUPPORTED,
-                 "Cannot open %s: its backing file is given as JSON options, which Ferry does not "
-                 "support. Rebase it onto a plain file name with 'qemu-img rebase'.", bs->filename);
+                 _("Cannot open %s: its backing file is given as JSON options, which Ferry does not "
+                 "support. Rebase it onto a plain file name with 'qemu-img rebase'."), bs->filename);
             goto fail;
         }
         g_autofree char *path = resolve_backing(bs->filename, s->backing_name);
@@ -1951,7 +1951,7 @@ qcow2_check(FerryBlock *bs, FerryBlockCheck *res, gboolean repair_leaks, GError 
     c.refs = g_try_new0(guint32, MAX(c.nb_clusters, 1));
     if (!c.refs) {
         g_mutex_unlock(&s->lock);
-        return fail(error, FERRY_BLOCK_ERROR_FAILED, "Cannot check %s: not enough memory.",
+        return fail(error, FERRY_BLOCK_ERROR_FAILED, _("Cannot check %s: not enough memory."),
                     bs->filename);
     }
 
@@ -2073,18 +2073,18 @@ qcow2_create(const char *filename, int fd, const FerryBlockCreateOptions *opts, 
                     "of two from 512 to 2M.", filename, cs);
     if (rbits > 64 || (rbits & (rbits - 1)))
         return fail(error, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot create %s: refcount width %u is invalid. Use 1, 2, 4, 8, 16, 32 or 64.",
+                    _("Cannot create %s: refcount width %u is invalid. Use 1, 2, 4, 8, 16, 32 or 64."),
                     filename, rbits);
     if (opts->compression_type && !strcmp(opts->compression_type, "zstd"))
         ctype = 1;
     else if (opts->compression_type && strcmp(opts->compression_type, "zlib"))
         return fail(error, FERRY_BLOCK_ERROR_INVALID,
-                    "Cannot create %s: compression type '%s' is unknown. Use zlib or zstd.",
+                    _("Cannot create %s: compression type '%s' is unknown. Use zlib or zstd."),
                     filename, opts->compression_type);
     if (opts->backing_file) {
         if (strlen(opts->backing_file) > MAX_BACKING_NAME)
             return fail(error, FERRY_BLOCK_ERROR_INVALID,
-                        "Cannot create %s: the backing file name is longer than %d bytes.",
+                        _("Cannot create %s: the backing file name is longer than %d bytes."),
                         filename, MAX_BACKING_NAME);
         if (!opts->no_backing_check || !size) {
             g_autofree char *path = resolve_backing(filename, opts->backing_file);
