@@ -34,38 +34,19 @@
 #            --direct=0 --invalidate=0 on disk.raw, the same amounts
 # disk.raw is IMG_MIB MiB of random bytes, synced (not timed) before every run.
 set -u
-if [ -n "${PIN:-}" ] && [ -z "${FERRY_BENCH_PINNED:-}" ]; then
-    command -v taskset >/dev/null || { echo "block-guest.sh: PIN needs taskset (util-linux)" >&2; exit 2; }
-    FERRY_BENCH_PINNED=1 exec taskset -c "$PIN" "$0" "$@"
-fi
-pinned=${PIN:+, all processes pinned to host CPU $PIN (taskset)}
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/common.sh"
+bench_pin "$@"
 build=${1:-${FERRY_BUILD:-$top/build}}
-guests=${2:-${FERRY_GUESTS:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry-guests/latest}/riscv64}
 runs=${RUNS:-5}
 img_mib=${IMG_MIB:-1024}
 seq_mib=${SEQ_MIB:-512}
 rand_n=${RAND_COUNT:-16384}
-fw=${OPENSBI:-/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin}
-qemu=${QEMU:-qemu-system-riscv64}
-ferryctl=$build/app/ferryctl
-br="python3 $here/benchrun.py"
 
-missing=()
-command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
-[ -x "$ferryctl" ] || missing+=("$ferryctl (ninja -C $build)")
-[ -f "$guests/Image" ] || missing+=("$guests/Image (tests/guests/build.sh)")
-[ -f "$guests/initramfs.cpio.gz" ] || missing+=("$guests/initramfs.cpio.gz (tests/guests/build.sh)")
-[ -f "$fw" ] || missing+=("$fw (apt-get install opensbi)")
-command -v "$qemu" >/dev/null || missing+=("$qemu (apt-get install qemu-system-misc)")
-command -v riscv64-linux-gnu-gcc >/dev/null || missing+=("riscv64-linux-gnu-gcc (apt-get install gcc-riscv64-linux-gnu)")
-command -v fio >/dev/null || missing+=("fio (apt-get install fio)")
-command -v cpio >/dev/null || missing+=("cpio (apt-get install cpio)")
-if [ ${#missing[@]} -gt 0 ]; then
-    printf 'block-guest.sh: missing: %s\n' "${missing[@]}" >&2
-    exit 2
-fi
+need_riscv_guest "${2:-}"
+need_cmd riscv64-linux-gnu-gcc "apt-get install gcc-riscv64-linux-gnu"
+need_cmd fio "apt-get install fio"
+check_missing
 
 tmp=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-blkguest.XXXXXX")}
 mkdir -p "$tmp"

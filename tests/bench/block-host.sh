@@ -36,13 +36,9 @@
 # QEMU: `qemu-img create -f qcow2 -b base.raw -F raw`): reads go through to the base,
 # writes allocate.
 set -u
-if [ -n "${PIN:-}" ] && [ -z "${FERRY_BENCH_PINNED:-}" ]; then
-    command -v taskset >/dev/null || { echo "block-host.sh: PIN needs taskset (util-linux)" >&2; exit 2; }
-    FERRY_BENCH_PINNED=1 exec taskset -c "$PIN" "$0" "$@"
-fi
-pinned=${PIN:+, all processes pinned to host CPU $PIN (taskset)}
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/common.sh"
+bench_pin "$@"
 build=${1:-${FERRY_BUILD:-$top/build}}
 runs=${RUNS:-5}
 img_mib=${IMG_MIB:-1024}
@@ -51,22 +47,17 @@ rand_count=${RAND_COUNT:-65536}
 commit_mib=${COMMIT_MIB:-256}
 create_runs=${CREATE_RUNS:-21}
 qemu_img=${QEMU_IMG:-qemu-img}
-br="python3 $here/benchrun.py"
 lib=$build/devices/block/libferry-block.a
 
-missing=()
-command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
-command -v cc >/dev/null || missing+=("cc (apt-get install gcc)")
+need_cmd python3 "apt-get install python3"
+need_cmd cc "apt-get install gcc"
 pkg-config --exists glib-2.0 zlib libzstd 2>/dev/null ||
     missing+=("pkg-config glib-2.0 zlib libzstd (apt-get install pkg-config libglib2.0-dev zlib1g-dev libzstd-dev)")
-[ -f "$lib" ] || missing+=("$lib (ninja -C $build)")
-command -v "$qemu_img" >/dev/null || missing+=("$qemu_img (apt-get install qemu-utils)")
-command -v qemu-io >/dev/null || missing+=("qemu-io (apt-get install qemu-utils)")
-command -v fio >/dev/null || missing+=("fio (apt-get install fio)")
-if [ ${#missing[@]} -gt 0 ]; then
-    printf 'block-host.sh: missing: %s\n' "${missing[@]}" >&2
-    exit 2
-fi
+need_file "$lib" "ninja -C $build"
+need_cmd "$qemu_img" "apt-get install qemu-utils"
+need_cmd qemu-io "apt-get install qemu-utils"
+need_cmd fio "apt-get install fio"
+check_missing
 
 tmp=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-block.XXXXXX")}
 mkdir -p "$tmp"

@@ -22,7 +22,7 @@
 # mode: micro-io-bench.bin makes 2,000 port exits before its first line.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/common.sh"
 build=${1:-${FERRY_BUILD:-$top/build}}
 micro=${2:-$build/tests/guests/micro}
 runs=${RUNS:-5}
@@ -31,18 +31,13 @@ machine=${QEMU_MACHINE:-q35}
 qemu=${QEMU:-qemu-system-x86_64}
 ferryctl=$build/app/ferryctl
 image=$micro/micro-io-bench.bin
-br="python3 $here/benchrun.py"
 
-missing=()
-command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
-[ -x "$ferryctl" ] || missing+=("$ferryctl (ninja -C $build)")
-[ -f "$image" ] || missing+=("$image (ninja -C $build)")
-command -v "$qemu" >/dev/null || missing+=("$qemu (apt-get install qemu-system-x86)")
+need_cmd python3 "apt-get install python3"
+need_exec "$ferryctl" "ninja -C $build"
+need_file "$image" "ninja -C $build"
+need_cmd "$qemu" "apt-get install qemu-system-x86"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || missing+=("read/write access to /dev/kvm (kvm group)")
-if [ ${#missing[@]} -gt 0 ]; then
-    printf 'kvm-micro.sh: missing: %s\n' "${missing[@]}" >&2
-    exit 2
-fi
+check_missing
 have_as=1
 for t in as ld objcopy; do command -v $t >/dev/null || have_as=0; done
 

@@ -27,33 +27,18 @@
 # QEMU's own instret is not an instruction count without -icount).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
+. "$here/common.sh"
 build=${1:-${FERRY_BUILD:-$top/build}}
-guests=${2:-${FERRY_GUESTS:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry-guests/latest}/riscv64}
 runs=${RUNS:-5}
-fw=${OPENSBI:-/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin}
 mib=${BENCH_MIB:-32}
 awkn=${BENCH_AWK:-1000000}
-qemu=${QEMU:-qemu-system-riscv64}
-ferryctl=$build/app/ferryctl
-br="python3 $here/benchrun.py"
 
-missing=()
-command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
-[ -x "$ferryctl" ] || missing+=("$ferryctl (ninja -C $build)")
-[ -f "$guests/Image" ] || missing+=("$guests/Image (tests/guests/build.sh)")
-[ -f "$guests/initramfs.cpio.gz" ] || missing+=("$guests/initramfs.cpio.gz (tests/guests/build.sh)")
-[ -f "$fw" ] || missing+=("$fw (apt-get install opensbi)")
-command -v "$qemu" >/dev/null || missing+=("$qemu (apt-get install qemu-system-misc)")
-command -v cpio >/dev/null || missing+=("cpio (apt-get install cpio)")
-command -v gzip >/dev/null || missing+=("gzip")
+need_riscv_guest "${2:-}"
+need_cmd gzip "apt-get install gzip"
 have_rvas=1
 for t in riscv64-linux-gnu-as riscv64-linux-gnu-ld; do command -v $t >/dev/null || have_rvas=0; done
 [ -f "$top/tests/riscv/bench-loop.S" ] || have_rvas=0
-if [ ${#missing[@]} -gt 0 ]; then
-    printf 'riscv-boot.sh: missing: %s\n' "${missing[@]}" >&2
-    exit 2
-fi
+check_missing
 
 tmp=$(mktemp -d /tmp/ferry-bench-riscv.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
